@@ -1,0 +1,3 @@
+from hammersmith.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Cloud access: one openstacksdk connection per site, and the snapshot read through it."""

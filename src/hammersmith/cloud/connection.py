@@ -1,0 +1,102 @@
+"""One openstacksdk connection per site: one login, reused, every HTTP request counted per service."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import openstack
+import openstack.config
+from keystoneauth1 import adapter as ks_adapter
+from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as sdk_exc
+
+from hammersmith.config import Site
+from hammersmith.errors import CloudError
+
+#: service type in the catalog -> the project name operators use
+SERVICES = {
+    "identity": "keystone",
+    "baremetal": "ironic",
+    "compute": "nova",
+    "network": "neutron",
+    "placement": "placement",
+    "reservation": "blazar",
+}
+
+
+@dataclass
+class RequestCounter:
+    """Thread-safe count of HTTP requests, keyed by service name."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, service: str) -> None:
+        with self._lock:
+            self.counts[service] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+
+class SiteConnection:
+    """A site's openstacksdk connection plus the adapters the snapshot reads through."""
+
+    def __init__(self, name: str, site: Site) -> None:
+        self.name = name
+        self.site = site
+        self.requests = RequestCounter()
+        try:
+            self.conn = openstack.connect(
+                cloud=site.cloud,
+                region_name=site.region,
+                api_timeout=site.timeout_seconds,
+                load_envvars=False,
+            )
+        except (sdk_exc.ConfigException, openstack.config.exceptions.OpenStackConfigException) as exc:
+            raise CloudError(
+                f"site {name!r}: cloud {site.cloud!r} not usable: {exc}",
+                hint="check the cloud name against clouds.yaml (searched: ./clouds.yaml, "
+                "~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml, or $OS_CLIENT_CONFIG_FILE)",
+            ) from None
+        self._count_requests()
+
+    def _count_requests(self) -> None:
+        """Wrap the shared keystoneauth session so every request, auth included, is counted."""
+        session = self.conn.session
+        original = session.request
+
+        def counted(url: str, method: str, *args: Any, **kwargs: Any) -> Any:
+            service_type = (kwargs.get("endpoint_filter") or {}).get("service_type") or kwargs.get("service_type")
+            if service_type is None and not kwargs.get("authenticated", True):
+                service_type = "identity"
+            self.requests.add(SERVICES.get(service_type or "", service_type or "other"))
+            return original(url, method, *args, **kwargs)
+
+        session.request = counted  # type: ignore[method-assign]
+
+    def adapter(self, service_type: str) -> ks_adapter.Adapter | None:
+        """A keystoneauth adapter for the service, or None when the catalog lacks it.
+
+        Blazar has no SDK proxy, so every service is read the same way: through the
+        SDK's own session and endpoint discovery (one login for all of them).
+        """
+        try:
+            client = self.conn.config.get_session_client(service_type)
+            client.session = self.conn.session
+            endpoint = client.get_endpoint()
+        except (ks_exc.EndpointNotFound, ks_exc.CatalogException, sdk_exc.SDKException):
+            return None
+        except ks_exc.ClientException as exc:
+            raise CloudError(
+                f"site {self.name!r}: cannot reach the identity service for {service_type}: {exc}",
+                hint="check auth_url in clouds.yaml and that Keystone is up",
+            ) from None
+        return client if endpoint else None
+
+    def close(self) -> None:
+        self.conn.close()

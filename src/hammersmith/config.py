@@ -1,0 +1,158 @@
+"""Site configuration as versioned code: one YAML file, validated with line-precise errors.
+
+Policy (thresholds, exemptions, hammer modes) lives here rather than in code, so a site's
+behaviour is reviewed like any other change to the repository that holds this file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hammersmith.errors import ConfigError, ConfigProblem
+
+DEFAULT_CONFIG = "hammersmith.yaml"
+ENV_CONFIG = "HAMMERSMITH_CONFIG"
+SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+HammerMode = Literal["off", "observe", "apply"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Policy(_Strict):
+    """What counts as wrong at a site, and what hammersmith may do about it."""
+
+    stuck_after_minutes: int = Field(60, ge=1, description="a node in a transient state longer than this is stuck")
+    exempt_nodes: list[str] = Field(default_factory=list, description="node names or UUIDs never reported or touched")
+    exempt_resource_classes: list[str] = Field(default_factory=list)
+    hammers: dict[str, HammerMode] = Field(default_factory=dict, description="hammer name -> mode; unlisted: observe")
+
+
+class Site(_Strict):
+    """One OpenStack deployment, reached through one clouds.yaml entry."""
+
+    cloud: str = Field(min_length=1, description="name of the entry in clouds.yaml")
+    region: str | None = None
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    page_size: int = Field(1000, ge=1, le=1000, description="items per list request (Ironic caps pages at 1000)")
+    policy: Policy = Field(default_factory=Policy)
+
+
+class Settings(_Strict):
+    """The whole file."""
+
+    state_dir: Path = Path(".hammersmith")
+    store_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in state_dir")
+    sites: dict[str, Site] = Field(min_length=1)
+
+    @field_validator("sites")
+    @classmethod
+    def _site_names(cls, sites: dict[str, Site]) -> dict[str, Site]:
+        for name in sites:
+            if not SITE_NAME.match(name):
+                raise ValueError(
+                    f"site name {name!r} must be lowercase letters, digits, '-' or '_' (it becomes a metric label)"
+                )
+        return sites
+
+    def site(self, name: str | None) -> tuple[str, Site]:
+        """The named site, or the only one when no name is given."""
+        if name is None:
+            if len(self.sites) == 1:
+                return next(iter(self.sites.items()))
+            raise ConfigError([ConfigProblem("--site", 0, f"several sites configured ({', '.join(self.sites)}): pick one with --site")])
+        if name not in self.sites:
+            raise ConfigError([ConfigProblem("--site", 0, f"no site {name!r}; configured: {', '.join(self.sites)}")])
+        return name, self.sites[name]
+
+    @property
+    def effective_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.state_dir / 'hammersmith.sqlite'}"
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """`--config`, else $HAMMERSMITH_CONFIG, else ./hammersmith.yaml."""
+    return Path(explicit or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def _line_map(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    """Record the 1-based line of every key and item, so validation errors can point at it."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = path + (key_node.value,)
+            _line_map(value_node, child, lines)
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, path + (index,), lines)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key '{loc}' (check the spelling; docs/config.md lists every key)"
+    if kind == "missing":
+        return f"missing required key '{loc}'"
+    value = error.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    return f"'{loc}': {error['msg']}{shown}" if loc else f"{error['msg']}{shown}"
+
+
+def line_map(text: str, filename: str = DEFAULT_CONFIG) -> dict[tuple[Any, ...], int]:
+    """Map each key path of the YAML document to its line; ConfigError if it isn't YAML."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([ConfigProblem(filename, line, f"not valid YAML: {exc.problem or exc}")]) from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if root is not None:
+        _line_map(root, (), lines)
+    return lines
+
+
+def parse(text: str, filename: str = DEFAULT_CONFIG) -> Settings:
+    """Validate YAML text; raise ConfigError listing every problem with its line."""
+    lines = line_map(text, filename)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(filename, 1, "expected a mapping with at least a 'sites' key")])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            while loc not in lines and loc:
+                loc = loc[:-1]
+            problems.append(ConfigProblem(filename, lines.get(loc, 1), _describe(error)))
+        raise ConfigError(sorted(problems, key=lambda p: p.line)) from None
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the config file; relative paths in it are relative to the file."""
+    file = config_path(path)
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            [ConfigProblem(str(file), 0, "file not found: pass --config, set $HAMMERSMITH_CONFIG, "
+                           "or run 'hammersmith testbed up' to write one")]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(file), 0, f"cannot read: {exc.strerror}")]) from None
+    settings = parse(text, str(file))
+    if not settings.state_dir.is_absolute():
+        settings = settings.model_copy(update={"state_dir": (file.parent / settings.state_dir).resolve()})
+    return settings

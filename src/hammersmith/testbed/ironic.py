@@ -1,0 +1,222 @@
+"""Install, configure, start and stop a real Ironic 39 for the testbed.
+
+Ironic lives in its own cached virtualenv (never the project's), runs as the single
+all-in-one `ironic` process (the only supported mode with SQLite) on 127.0.0.1, noauth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from hammersmith.errors import TestbedError
+from hammersmith.testbed import process
+
+IRONIC_VERSION = "39.0.0"
+CLOUD_NAME = "hammersmith-testbed"
+SITE_NAME = "testbed"
+#: a loopback port nothing listens on: Ironic's Neutron calls fail the way they do when Neutron is down
+DEAD_NEUTRON = "http://127.0.0.1:9/"
+
+CONF_TEMPLATE = """\
+# written by hammersmith testbed; regenerated on every start
+[DEFAULT]
+host = hammersmith-conductor
+auth_strategy = noauth
+rpc_transport = none
+debug = false
+log_file = {dir}/ironic.log
+enabled_hardware_types = fake-hardware
+enabled_boot_interfaces = fake
+enabled_deploy_interfaces = fake,direct
+enabled_power_interfaces = fake
+enabled_management_interfaces = fake,noop
+enabled_inspect_interfaces = fake,no-inspect
+enabled_console_interfaces = fake,no-console
+enabled_network_interfaces = noop,flat
+enabled_raid_interfaces = fake,no-raid
+enabled_bios_interfaces = fake,no-bios
+enabled_rescue_interfaces = fake,no-rescue
+enabled_storage_interfaces = noop
+enabled_vendor_interfaces = fake,no-vendor
+enabled_firmware_interfaces = fake,no-firmware
+default_deploy_interface = fake
+default_network_interface = noop
+
+[api]
+host_ip = 127.0.0.1
+port = {port}
+max_limit = 1000
+
+[database]
+connection = sqlite:///{dir}/ironic.sqlite
+
+[dhcp]
+dhcp_provider = none
+
+[deploy]
+# the direct deploy interface wants an HTTP image server; nothing needs to listen there
+http_url = http://127.0.0.1:9/
+http_root = {dir}/httpboot
+
+[conductor]
+file_url_allowed_paths = {dir}
+automated_clean = true
+heartbeat_interval = 5
+# a node waiting for a deploy ramdisk that never calls back stays stuck, as in production before the timeout
+deploy_callback_timeout = 0
+
+[service_catalog]
+# the direct deploy interface tells the ramdisk where the API is
+auth_type = none
+endpoint_override = http://127.0.0.1:{port}
+
+[neutron]
+auth_type = none
+endpoint_override = {dead_neutron}
+connect_retries = 0
+status_code_retries = 0
+
+[fake]
+deploy_delay = {deploy_delay}
+bios_delay = {bios_delay}
+"""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HAMMERSMITH_CACHE", Path.home() / ".cache" / "hammersmith"))
+
+
+def venv_dir() -> Path:
+    return cache_dir() / f"ironic-{IRONIC_VERSION}"
+
+
+def ensure_venv() -> bool:
+    """Install Ironic into its cached virtualenv unless already there; True if it installed."""
+    venv = venv_dir()
+    marker = venv / ".hammersmith-complete"
+    if marker.exists():
+        return False
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    log = venv.parent / f"ironic-{IRONIC_VERSION}-install.log"
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"ironic=={IRONIC_VERSION}"],
+    ]
+    with log.open("wb") as out:
+        for argv in steps:
+            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode:
+                raise TestbedError(
+                    f"installing Ironic {IRONIC_VERSION} failed: {' '.join(argv[:3])}",
+                    hint=f"see {log}; pip needs to reach the package index",
+                )
+    marker.touch()
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class State:
+    """What `testbed up` left behind, so status/inject/down work from the same directory."""
+
+    port: int
+    pid: int | None = None
+    nodes: int = 0
+    faults: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Ironic:
+    """One Ironic process with its config, SQLite database and log under `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory.resolve()
+        self.state_file = self.dir / "testbed.json"
+        self.log = self.dir / "ironic.stdout"
+
+    @property
+    def db(self) -> Path:
+        return self.dir / "ironic.sqlite"
+
+    def load_state(self) -> State | None:
+        try:
+            return State(**json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def save_state(self, state: State) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(state), indent=2))
+        tmp.replace(self.state_file)
+
+    def _bin(self, name: str) -> str:
+        return str(venv_dir() / "bin" / name)
+
+    def write_config(self, port: int, deploy_delay: int = 0, bios_delay: int = 0) -> Path:
+        conf = self.dir / "ironic.conf"
+        conf.write_text(CONF_TEMPLATE.format(dir=self.dir, port=port, dead_neutron=DEAD_NEUTRON,
+                                             deploy_delay=deploy_delay, bios_delay=bios_delay))
+        return conf
+
+    def create_schema(self, port: int) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db.unlink(missing_ok=True)
+        conf = self.write_config(port)
+        result = subprocess.run([self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"],
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if result.returncode:
+            raise TestbedError("ironic-dbsync create_schema failed", hint=result.stderr[-2000:])
+
+    def start(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, timeout: float = 60.0) -> None:
+        """Start Ironic and wait until the API answers and the conductor has registered fake-hardware."""
+        if port_in_use(state.port):
+            raise TestbedError(f"port {state.port} on 127.0.0.1 is already in use",
+                               hint="stop what listens there, or pass --port")
+        conf = self.write_config(state.port, deploy_delay, bios_delay)
+        state.pid = process.start([self._bin("ironic"), "--config-file", str(conf)], self.log, self.dir)
+        self.save_state(state)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=state.url, timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if not process.alive(state.pid):
+                    raise TestbedError("Ironic exited during start-up", hint=process.tail(self.log))
+                try:
+                    drivers = http.get("/v1/drivers", headers={"X-OpenStack-Ironic-API-Version": "1.1"})
+                    if drivers.status_code == 200 and any(d["name"] == "fake-hardware" for d in drivers.json()["drivers"]):
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        self.stop(state)
+        raise TestbedError(f"Ironic did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
+
+    def stop(self, state: State, hard: bool = False) -> None:
+        process.stop(state.pid, hard=hard)
+        state.pid = None
+        self.save_state(state)
+
+    def restart(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, hard: bool = False) -> None:
+        """Restart with other fake delays; `hard` is a conductor crash (SIGKILL), as in production."""
+        self.stop(state, hard=hard)
+        self.start(state, deploy_delay, bios_delay)
