@@ -1,0 +1,186 @@
+"""Fault injection: produce each known error the way it happens in production, where Ironic allows.
+
+Every fault starts from an `available` node. Two things fake-hardware cannot do through the API
+are done by writing the testbed's own Ironic SQLite database, and only here (a fixture, never
+product code): a port's `internal_info` VIF (Nova's VIF attach, when no Neutron runs) and
+back-dating `provision_updated_at` so a hung deploy looks as old as the ones operators find.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from openstack.connection import Connection
+
+from hammersmith.errors import TestbedError
+from hammersmith.testbed.fleet import WORKERS, wait_for
+from hammersmith.testbed.ironic import DEAD_NEUTRON, Ironic, State
+
+OPERATOR_REASON = "Replacing DIMM B2, ticket OPS-1432 (jdoe)"
+#: states a fault may leave a node in, for the batch wait
+WAIT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    summary: str
+    hands_off: bool
+    apply: Callable[[Injector, str], None]
+
+
+FAULTS: dict[str, Fault] = {}
+
+
+def fault(name: str, summary: str, hands_off: bool = False) -> Callable[[Callable[[Injector, str], None]], Callable[[Injector, str], None]]:
+    """Register a fault; `hands_off` marks the cases a tool must leave alone."""
+
+    def register(func: Callable[[Injector, str], None]) -> Callable[[Injector, str], None]:
+        FAULTS[name] = Fault(name, summary, hands_off, func)
+        return func
+
+    return register
+
+
+#: `testbed inject --scenario demo`: a mixed fleet, known errors next to what must be left alone
+SCENARIOS: dict[str, list[tuple[str, int, str | None]]] = {
+    "demo": [
+        ("error-teardown", 2, None),
+        ("deploy-failed", 1, None),
+        ("clean-failed", 1, None),
+        ("stuck-deploying", 1, None),
+        ("dirty-port", 2, None),
+        ("maintenance-no-reason", 1, None),
+        ("user-active", 3, None),
+        ("operator-maintenance", 1, None),
+        ("operator-maintenance", 1, "error-teardown"),
+    ],
+}
+
+
+class Injector:
+    """Drives faults against one running testbed."""
+
+    def __init__(self, conn: Connection, ironic: Ironic, state: State) -> None:
+        self.conn = conn
+        self.bm = conn.baremetal
+        self.ironic = ironic
+        self.state = state
+
+    # -- helpers the faults share -------------------------------------------------------------
+    def wait(self, node: str, *states: str) -> dict:
+        return wait_for(self.conn, [node], set(states), WAIT_TIMEOUT)[node]
+
+    def sql(self, statement: str, *params: object) -> None:
+        """A fixture write to the testbed's own Ironic database (see the module docstring)."""
+        with sqlite3.connect(self.ironic.db, timeout=30) as db:
+            if db.execute(statement, params).rowcount != 1:
+                raise TestbedError(f"fixture write matched no row: {statement}")
+
+    def with_maintenance(self, node: str, **fields: object) -> None:
+        """Change interfaces Ironic only lets you change in maintenance, then leave maintenance."""
+        self.bm.set_node_maintenance(node, reason="hammersmith testbed: restoring interfaces")
+        self.bm.update_node(node, **fields)
+        self.bm.unset_node_maintenance(node)
+
+    def deploy(self, node: str, **instance_info: object) -> None:
+        info = {"image_source": f"{self.state.url}/", "image_checksum": "0" * 32, **instance_info}
+        self.bm.update_node(node, instance_info=info)
+        self.bm.set_node_provision_state(node, "active", wait=False)
+
+    # -- selection and bookkeeping ----------------------------------------------------------
+    def pick(self, count: int) -> list[str]:
+        """The first `count` healthy available nodes that carry no fault yet."""
+        free = sorted(
+            n.name for n in self.bm.nodes(details=True)
+            if n.provision_state == "available" and not n.is_maintenance and n.name not in self.state.faults
+        )
+        if len(free) < count:
+            raise TestbedError(f"only {len(free)} healthy available nodes left, {count} needed",
+                               hint="run 'hammersmith testbed up --nodes N' with more nodes")
+        return free[:count]
+
+    def inject(self, name: str, nodes: list[str], combine: str | None = None) -> None:
+        """Apply a fault (optionally after another one) to several nodes concurrently."""
+        steps = [FAULTS[combine], FAULTS[name]] if combine else [FAULTS[name]]
+
+        def one(node: str) -> None:
+            for step in steps:
+                step.apply(self, node)
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(one, nodes))
+        for node in nodes:
+            self.state.faults[node] = [s.name for s in steps]
+        self.ironic.save_state(self.state)
+
+
+@fault("error-teardown", "error after 'Failed to tear down': Neutron unreachable while detaching the VIF")
+def error_teardown(inj: Injector, node: str) -> None:
+    # a tenant deploy on the flat network with a VIF attached, as Nova leaves it
+    inj.bm.update_node(node, network_interface="flat")
+    inj.deploy(node, display_name=f"experiment-{node}")
+    inj.wait(node, "active")
+    inj.sql("UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
+            json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}), node)
+    # Ironic's Neutron endpoint is a dead port, so the VIF detach in tear down fails
+    inj.bm.set_node_provision_state(node, "deleted", wait=False)
+    inj.wait(node, "error")
+    # Neutron "comes back": the node keeps its error but could now be torn down again
+    inj.with_maintenance(node, network_interface="noop")
+
+
+@fault("deploy-failed", "deploy failed: the image server is unreachable")
+def deploy_failed(inj: Injector, node: str) -> None:
+    inj.bm.update_node(node, deploy_interface="direct")
+    inj.deploy(node, image_source=f"{DEAD_NEUTRON}images/ubuntu-22.04.qcow2")
+    inj.wait(node, "deploy failed")
+    inj.with_maintenance(node, deploy_interface="fake")
+
+
+@fault("clean-failed", "clean failed: a BIOS clean step rejects its settings (Ironic also sets maintenance)")
+def clean_failed(inj: Injector, node: str) -> None:
+    inj.bm.set_node_provision_state(node, "manage", wait=False)
+    inj.wait(node, "manageable")
+    inj.bm.set_node_provision_state(node, "clean", wait=False, clean_steps=[
+        {"interface": "bios", "step": "apply_configuration", "args": {"settings": [{"bogus": 1}]}}])
+    inj.wait(node, "clean failed")
+
+
+@fault("stuck-deploying", "held in 'wait call-back': the deploy ramdisk never calls back (aged 2 h)")
+def stuck_deploying(inj: Injector, node: str) -> None:
+    inj.bm.update_node(node, deploy_interface="direct")
+    inj.deploy(node, display_name=f"experiment-{node}")
+    inj.wait(node, "wait call-back")
+    aged = (datetime.now(UTC) - timedelta(hours=2)).replace(tzinfo=None).isoformat(sep=" ")
+    inj.sql("UPDATE nodes SET provision_updated_at = ? WHERE name = ?", aged, node)
+
+
+@fault("dirty-port", "available, but its port keeps a stale tenant_vif_port_id in internal_info")
+def dirty_port(inj: Injector, node: str) -> None:
+    inj.sql("UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
+            json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}), node)
+
+
+@fault("maintenance-no-reason", "maintenance set without a reason")
+def maintenance_no_reason(inj: Injector, node: str) -> None:
+    inj.bm.set_node_maintenance(node)
+
+
+@fault("user-active", "deployed, powered on, with a user's instance (leave alone)", hands_off=True)
+def user_active(inj: Injector, node: str) -> None:
+    inj.bm.update_node(node, instance_id=str(uuid.uuid4()))
+    inj.deploy(node, display_name=f"user-experiment-{node}", project_id="a1b2c3d4e5f6")
+    inj.wait(node, "active")
+    inj.bm.set_node_power_state(node, "power on", wait=False)
+
+
+@fault("operator-maintenance", "maintenance with an operator's reason (leave alone)", hands_off=True)
+def operator_maintenance(inj: Injector, node: str) -> None:
+    inj.bm.set_node_maintenance(node, reason=OPERATOR_REASON)

@@ -1,0 +1,86 @@
+"""Enrol a fleet of fake-hardware nodes through the Ironic API and bring them to `available`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import openstack
+from openstack.connection import Connection
+
+from hammersmith.errors import TestbedError
+
+RESOURCE_CLASSES = ("compute_skylake", "compute_cascadelake", "gpu_rtx_6000")
+WORKERS = 4
+Progress = Callable[[int], None]
+
+
+def connect(url: str) -> Connection:
+    """An SDK connection straight to the testbed's noauth Ironic (no clouds.yaml needed)."""
+    return openstack.connect(load_yaml_config=False, load_envvars=False, auth_type="none",
+                             baremetal_endpoint_override=url, baremetal_api_version="1")
+
+
+def node_name(index: int) -> str:
+    return f"node-{index:03d}"
+
+
+def mac(index: int) -> str:
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in index.to_bytes(3, "big"))
+
+
+def _enrol_one(conn: Connection, index: int) -> str:
+    rc = RESOURCE_CLASSES[(index - 1) % len(RESOURCE_CLASSES)]
+    node = conn.baremetal.create_node(
+        name=node_name(index), driver="fake-hardware", resource_class=rc,
+        deploy_interface="fake", network_interface="noop",
+        properties={"cpus": 48, "memory_mb": 196608, "local_gb": 240, "cpu_arch": "x86_64"},
+    )
+    conn.baremetal.create_port(
+        node_id=node.id, address=mac(index), pxe_enabled=True, physical_network="physnet1",
+        local_link_connection={"switch_id": "00:11:22:33:44:55", "port_id": f"Eth1/{index}", "switch_info": "sw1"},
+    )
+    conn.baremetal.set_node_provision_state(node.id, "manage", wait=False)
+    return node.id
+
+
+def wait_for(conn: Connection, names: Iterable[str], states: set[str], timeout: float,
+             progress: Progress | None = None) -> dict[str, dict]:
+    """Poll one list call until every named node is in one of `states`; fail on a *failed* state."""
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = {n["name"]: n for n in list_nodes(conn) if n["name"] in wanted}
+        done = [n for n in nodes.values() if n["provision_state"] in states]
+        if progress:
+            progress(len(done))
+        if len(done) == len(wanted):
+            return nodes
+        failed = [n for n in nodes.values() if n["provision_state"].endswith("failed") or n["provision_state"] == "error"]
+        if failed and not any(s.endswith("failed") or s == "error" for s in states):
+            n = failed[0]
+            raise TestbedError(f"node {n['name']} went to {n['provision_state']}: {n.get('last_error')}")
+        if time.monotonic() > deadline:
+            late = sorted(f"{n['name']}={n['provision_state']}" for n in nodes.values() if n not in done)
+            raise TestbedError(f"timed out after {timeout:.0f} s waiting for {sorted(states)}: {', '.join(late[:10])}")
+        time.sleep(0.3)
+
+
+def list_nodes(conn: Connection) -> list[dict]:
+    """Every node as a plain dict, one paginated list call (used only by the testbed's own waits)."""
+    return [n.to_dict(computed=False) for n in conn.baremetal.nodes(details=True)]
+
+
+def enrol(conn: Connection, count: int, progress: Progress | None = None, timeout: float = 120.0) -> list[str]:
+    """Create `count` nodes with a port each, manage, provide (automated clean), power on."""
+    names = [node_name(i) for i in range(1, count + 1)]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        ids = list(pool.map(lambda i: _enrol_one(conn, i), range(1, count + 1)))
+    wait_for(conn, names, {"manageable"}, timeout)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda nid: conn.baremetal.set_node_provision_state(nid, "provide", wait=False), ids))
+    wait_for(conn, names, {"available"}, timeout, progress)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda nid: conn.baremetal.set_node_power_state(nid, "power on", wait=False), ids))
+    return names

@@ -1,0 +1,130 @@
+"""`testbed up|status|down|inject`: the steps, independent of how the CLI shows progress."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hammersmith.errors import TestbedError
+from hammersmith.testbed import fleet, process
+from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
+from hammersmith.testbed.ironic import CLOUD_NAME, SITE_NAME, Ironic, State, ensure_venv, free_port, port_in_use
+
+MARKER = "# written by 'hammersmith testbed up'"
+Step = Callable[[str, int | None], Callable[[int], None]]
+"""start a progress step: (description, total) -> advance(completed)"""
+
+
+def testbed_dir(workdir: Path) -> Path:
+    return workdir / ".hammersmith" / "testbed"
+
+
+def up(workdir: Path, nodes: int, port: int | None, step: Step) -> State:
+    """Install (once), start Ironic on a fresh database, enrol nodes, write clouds.yaml + hammersmith.yaml."""
+    ironic = Ironic(testbed_dir(workdir))
+    previous = ironic.load_state()
+    if previous and process.alive(previous.pid):
+        raise TestbedError(f"a testbed is already running here (PID {previous.pid}, {previous.url})",
+                           hint="'hammersmith testbed down' first, or use it as it is")
+    step(f"installing Ironic into {ironic.dir.parent.parent} cache (first run only)", None)(0)
+    ensure_venv()
+    state = State(port=port or 6385)
+    if port is None and port_in_use(state.port):
+        state.port = free_port()
+    step("creating Ironic's database", None)(0)
+    ironic.create_schema(state.port)
+    step(f"starting Ironic on {state.url}", None)(0)
+    ironic.start(state)
+    try:
+        conn = fleet.connect(state.url)
+        advance = step(f"enrolling {nodes} nodes and cleaning them to 'available'", nodes)
+        fleet.enrol(conn, nodes, advance)
+    except Exception:
+        ironic.stop(state)
+        raise
+    state.nodes = nodes
+    ironic.save_state(state)
+    write_client_files(workdir, state)
+    return state
+
+
+def write_client_files(workdir: Path, state: State) -> None:
+    """clouds.yaml and hammersmith.yaml in workdir, so later commands need no flags.
+
+    An existing clouds.yaml keeps its other clouds; an operator's own hammersmith.yaml is never
+    overwritten (only one this command wrote).
+    """
+    clouds_file = workdir / "clouds.yaml"
+    clouds: dict[str, Any] = {"clouds": {}}
+    if clouds_file.exists():
+        clouds = yaml.safe_load(clouds_file.read_text()) or {"clouds": {}}
+    clouds.setdefault("clouds", {})[CLOUD_NAME] = {
+        "auth_type": "none",
+        "baremetal_endpoint_override": state.url,
+        "baremetal_api_version": "1",
+    }
+    clouds_file.write_text(f"{MARKER}\n" + yaml.safe_dump(clouds, sort_keys=False))
+    config_file = workdir / "hammersmith.yaml"
+    if config_file.exists() and not config_file.read_text().startswith(MARKER):
+        return
+    config_file.write_text(
+        f"{MARKER}\n"
+        "# the local testbed: one site, observe-only; see docs/config.md for every key\n"
+        + yaml.safe_dump({"state_dir": ".hammersmith", "sites": {SITE_NAME: {"cloud": CLOUD_NAME}}}, sort_keys=False)
+    )
+
+
+def running(workdir: Path) -> tuple[Ironic, State]:
+    ironic = Ironic(testbed_dir(workdir))
+    state = ironic.load_state()
+    if not state or not process.alive(state.pid):
+        raise TestbedError("no testbed is running in this directory", hint="start one with 'hammersmith testbed up'")
+    return ironic, state
+
+
+def status(workdir: Path) -> dict[str, Any]:
+    ironic = Ironic(testbed_dir(workdir))
+    state = ironic.load_state()
+    if not state:
+        return {"running": False, "directory": str(ironic.dir)}
+    result: dict[str, Any] = {"running": process.alive(state.pid), "pid": state.pid, "url": state.url,
+                              "directory": str(ironic.dir), "faults": state.faults}
+    if result["running"]:
+        nodes = fleet.list_nodes(fleet.connect(state.url))
+        result["nodes"] = len(nodes)
+        result["provision_states"] = dict(Counter(n["provision_state"] for n in nodes))
+    return result
+
+
+def down(workdir: Path) -> State | None:
+    ironic = Ironic(testbed_dir(workdir))
+    state = ironic.load_state()
+    if state:
+        ironic.stop(state)
+    return state
+
+
+def inject(workdir: Path, fault: str | None = None, node: str | None = None, count: int = 1,
+           combine: str | None = None, scenario: str | None = None) -> dict[str, list[str]]:
+    """Inject a fault (on a named node or K picked ones), or a whole scenario; return node -> faults."""
+    ironic, state = running(workdir)
+    injector = Injector(fleet.connect(state.url), ironic, state)
+    before = set(state.faults)
+    if scenario:
+        if scenario not in SCENARIOS:
+            raise TestbedError(f"unknown scenario {scenario!r}", hint=f"known: {', '.join(SCENARIOS)}")
+        for name, k, first in SCENARIOS[scenario]:
+            injector.inject(name, injector.pick(k), combine=first)
+    else:
+        for name in (fault, combine):
+            if name is not None and name not in FAULTS:
+                raise TestbedError(f"unknown fault {name!r}", hint="see 'hammersmith testbed faults'")
+        assert fault is not None
+        if node and node in state.faults:
+            raise TestbedError(f"node {node} already carries {state.faults[node]}")
+        injector.inject(fault, [node] if node else injector.pick(count), combine=combine)
+    return {n: f for n, f in state.faults.items() if n not in before}
