@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +14,8 @@ from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 
-from hammersmith.config import Site
-from hammersmith.errors import CloudError
+from hammersmith.config import Settings, Site, line_map
+from hammersmith.errors import CloudError, ConfigProblem
 
 #: service type in the catalog -> the project name operators use
 SERVICES = {
@@ -85,18 +86,36 @@ class SiteConnection:
         Blazar has no SDK proxy, so every service is read the same way: through the
         SDK's own session and endpoint discovery (one login for all of them).
         """
+        config = self.conn.config
         try:
-            client = self.conn.config.get_session_client(service_type)
-            client.session = self.conn.session
-            endpoint = client.get_endpoint()
-        except (ks_exc.EndpointNotFound, ks_exc.CatalogException, sdk_exc.SDKException):
+            if not config.get_endpoint(service_type) and not self.conn.session.get_endpoint(
+                service_type=service_type, interface=config.get_interface(service_type),
+                region_name=config.get_region_name(service_type),
+            ):
+                return None
+            client = config.get_session_client(service_type)
+        except (ks_exc.EndpointNotFound, ks_exc.CatalogException):
             return None
         except ks_exc.ClientException as exc:
             raise CloudError(
-                f"site {self.name!r}: cannot reach the identity service for {service_type}: {exc}",
+                f"site {self.name!r}: cannot reach the identity service to find {service_type}: {exc}",
                 hint="check auth_url in clouds.yaml and that Keystone is up",
             ) from None
-        return client if endpoint else None
+        client.session = self.conn.session
+        return client
 
     def close(self) -> None:
         self.conn.close()
+
+
+def cloud_problems(settings: Settings, path: Path) -> list[ConfigProblem]:
+    """Sites whose cloud is missing from clouds.yaml, pinned to the line of their `cloud:` key."""
+    lines = line_map(path.read_text(), str(path))
+    problems = []
+    for name, site in settings.sites.items():
+        try:
+            openstack.config.OpenStackConfig(load_envvars=False).get_one(cloud=site.cloud)
+        except (sdk_exc.ConfigException, openstack.config.exceptions.OpenStackConfigException) as exc:
+            problems.append(ConfigProblem(str(path), lines.get(("sites", name, "cloud"), 1),
+                                          f"site {name!r}: cloud {site.cloud!r} is not in clouds.yaml ({exc})"))
+    return problems

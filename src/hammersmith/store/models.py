@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, Dialect, String
+from sqlalchemy import JSON, DateTime, Dialect, Double, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -42,7 +42,7 @@ class Snapshot(Base):
     site: Mapped[str] = mapped_column(String(64), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    duration_seconds: Mapped[float]
+    duration_seconds: Mapped[float] = mapped_column(Double)
     complete: Mapped[bool]
     incomplete_services: Mapped[list[str]] = mapped_column(JSON)
     requests: Mapped[dict[str, int]] = mapped_column(JSON)

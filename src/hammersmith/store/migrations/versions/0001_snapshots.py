@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column("site", sa.String(64), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("duration_seconds", sa.Float(), nullable=False),
+        sa.Column("duration_seconds", sa.Double(), nullable=False),
         sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("incomplete_services", sa.JSON(), nullable=False),
         sa.Column("requests", sa.JSON(), nullable=False),

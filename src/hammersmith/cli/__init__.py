@@ -1,0 +1,148 @@
+"""The `hammersmith` command (Typer + Rich). Every reporting command takes --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from hammersmith import __version__
+from hammersmith import config as config_mod
+from hammersmith.errors import ConfigError, ConfigProblem, HammersmithError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Operations autopilot for OpenStack bare-metal testbeds.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _Options:
+    debug = False
+    config: Path | None = None
+
+
+OPTIONS = _Options()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+SiteOpt = Annotated[str | None, typer.Option("--site", help="Site name from the config (default: the only one).")]
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def _root(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file (else $HAMMERSMITH_CONFIG, "
+                                                "else ./hammersmith.yaml).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    OPTIONS.debug = debug
+    OPTIONS.config = config
+
+
+@app.command()
+def version(as_json: JsonOpt = False) -> None:
+    """Print the version."""
+    emit_json({"version": __version__}) if as_json else console.print(f"hammersmith {__version__}")
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Site configuration.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("validate")
+def config_validate(as_json: JsonOpt = False) -> None:
+    """Validate the config file and that each site's cloud exists in clouds.yaml."""
+    from hammersmith.cloud.connection import cloud_problems
+
+    path = config_mod.config_path(OPTIONS.config)
+    settings = config_mod.load(path)
+    problems = cloud_problems(settings, path)
+    if problems:
+        raise ConfigError(problems)
+    if as_json:
+        emit_json({"file": str(path), "valid": True, "sites": sorted(settings.sites)})
+    else:
+        console.print(f"[green]{path}: valid[/] ({len(settings.sites)} site(s): {', '.join(sorted(settings.sites))})")
+
+
+@app.command()
+def snapshot(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """Read a site once (paginated bulk lists), record it, and summarise it."""
+    from hammersmith.cli import render
+    from hammersmith.cycle import take_snapshot
+
+    settings = config_mod.load(OPTIONS.config)
+    snap = take_snapshot(settings, settings.site(site)[0])
+    summary = snap.summary()
+    emit_json(summary) if as_json else render.snapshot_summary(console, summary)
+    if snap.incomplete:
+        raise IncompleteSnapshot(snap)
+
+
+@app.command()
+def check(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """Snapshot a site and report what is wrong with which node (read-only)."""
+    from hammersmith import cycle
+    from hammersmith.cli import render
+
+    settings = config_mod.load(OPTIONS.config)
+    result = cycle.run(settings, settings.site(site)[0])
+    snap, report = result.snapshot, result.report
+    if as_json:
+        emit_json({"snapshot": snap.summary(), "findings": [f.to_dict() for f in report.findings],
+                   "hands_off": report.hands_off, "not_evaluated": report.skipped})
+    else:
+        render.findings(console, report)
+    if snap.incomplete:
+        raise IncompleteSnapshot(snap)
+
+
+class IncompleteSnapshot(HammersmithError):
+    exit_code = 3
+
+    def __init__(self, snap: Any) -> None:
+        errors = "; ".join(f"{s}: {snap.services[s].error}" for s in snap.incomplete)
+        super().__init__(f"snapshot of site {snap.site!r} is incomplete: {errors}",
+                         hint="check that the service is up and reachable from here; "
+                         "nothing acts on a service whose data is incomplete")
+
+
+def _register_subcommands() -> None:
+    from hammersmith.cli import demo, testbed
+
+    app.add_typer(testbed.app, name="testbed")
+    app.command("demo")(demo.demo)
+
+
+_register_subcommands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: operator-fixable errors print one clear message (traceback only with --debug)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except HammersmithError as exc:
+        if OPTIONS.debug:
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)

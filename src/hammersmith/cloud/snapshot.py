@@ -1,0 +1,207 @@
+"""The snapshot: one consistent, timestamped, paginated read of a site, per cycle.
+
+Every list is a bulk call (`limit`/`marker`, following the service's own "next" link) and
+nothing is fetched per object. A service that fails is marked incomplete -- its lists are
+None, never [] -- so later code can refuse to act on partial data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, Literal
+
+from keystoneauth1 import adapter as ks_adapter
+from keystoneauth1 import exceptions as ks_exc
+
+from hammersmith.cloud.connection import SERVICES, SiteConnection
+from hammersmith.errors import CloudError
+
+#: explicit, not negotiated: fields and semantics stay the same whatever the server's maximum
+#: (1.78 = Yoga: has retired, lessee, owner, allocations; Chameleon-era sites all serve it)
+IRONIC_MICROVERSION = "1.78"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One bulk list call (and its pages)."""
+
+    name: str
+    service_type: str
+    path: str
+    key: str
+    params: tuple[tuple[str, Any], ...] = ()
+    microversion: str | None = None
+    paginated: bool = True
+    marker_field: str = "id"
+
+
+LISTINGS: tuple[Listing, ...] = (
+    Listing("nodes", "baremetal", "/nodes/detail", "nodes", (), IRONIC_MICROVERSION, True, "uuid"),
+    Listing("ports", "baremetal", "/ports/detail", "ports", (), IRONIC_MICROVERSION, True, "uuid"),
+    Listing("allocations", "baremetal", "/allocations", "allocations", (), IRONIC_MICROVERSION, True, "uuid"),
+    Listing("servers", "compute", "/servers/detail", "servers", (("all_tenants", 1),)),
+    Listing("network_ports", "network", "/v2.0/ports", "ports"),
+    Listing("floating_ips", "network", "/v2.0/floatingips", "floatingips"),
+    Listing("resource_providers", "placement", "/resource_providers", "resource_providers", paginated=False),
+    Listing("blazar_hosts", "reservation", "/os-hosts", "hosts", paginated=False),
+    Listing("leases", "reservation", "/leases", "leases", (("all_tenants", True),), paginated=False),
+)
+
+
+class ListingFailed(Exception):
+    """A list call did not complete; the message says why in an operator's words."""
+
+
+@dataclass
+class ServiceRead:
+    status: Literal["ok", "incomplete", "absent"] = "ok"
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Snapshot:
+    site: str
+    started_at: datetime
+    finished_at: datetime
+    data: dict[str, list[dict[str, Any]] | None]
+    services: dict[str, ServiceRead]
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def incomplete(self) -> list[str]:
+        return sorted(s for s, r in self.services.items() if r.status == "incomplete")
+
+    def complete(self, *services: str) -> bool:
+        """True when every named service (default: all present ones) was read in full."""
+        names = services or tuple(self.services)
+        return all(self.services.get(s, ServiceRead("absent")).status == "ok" for s in names)
+
+    @property
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.data.get("nodes") or []
+
+    @cached_property
+    def ports_by_node(self) -> dict[str, list[dict[str, Any]]]:
+        by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for port in self.data.get("ports") or []:
+            by_node[port["node_uuid"]].append(port)
+        return dict(by_node)
+
+    def summary(self) -> dict[str, Any]:
+        nodes = self.nodes
+        return {
+            "site": self.site,
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": round(self.duration, 3),
+            "complete": not self.incomplete,
+            "services": {s: {"status": r.status, "error": r.error, "seconds": round(r.seconds, 3)}
+                         for s, r in sorted(self.services.items())},
+            "requests": dict(sorted(self.requests.items())),
+            "counts": {name: len(items) for name, items in self.data.items() if items is not None},
+            "nodes": {
+                "total": len(nodes),
+                "provision_state": dict(Counter(n["provision_state"] for n in nodes).most_common()),
+                "maintenance": dict(Counter("yes" if n["maintenance"] else "no" for n in nodes).most_common()),
+                "resource_class": dict(Counter(n.get("resource_class") or "(none)" for n in nodes).most_common()),
+            },
+        }
+
+
+def _fetch(client: ks_adapter.Adapter, listing: Listing, page_size: int) -> list[dict[str, Any]]:
+    """All items of one listing, page by page."""
+    items: list[dict[str, Any]] = []
+    params = dict(listing.params)
+    while True:
+        if listing.paginated:
+            params["limit"] = page_size
+        try:
+            response = client.get(listing.path, params=params, microversion=listing.microversion, raise_exc=False)
+        except ks_exc.ConnectTimeout:
+            raise ListingFailed(f"{listing.name}: connection timed out") from None
+        except ks_exc.RequestTimeout:
+            raise ListingFailed(f"{listing.name}: no answer within the timeout") from None
+        except ks_exc.ConnectFailure as exc:
+            raise ListingFailed(f"{listing.name}: cannot connect ({_reason(exc)})") from None
+        except ks_exc.ClientException as exc:
+            raise ListingFailed(f"{listing.name}: {exc}") from None
+        if response.status_code >= 300:
+            raise ListingFailed(f"{listing.name}: HTTP {response.status_code} from {listing.path}: {_fault(response)}")
+        try:
+            body = response.json()
+            page = body[listing.key]
+        except (ValueError, KeyError, TypeError):
+            raise ListingFailed(f"{listing.name}: answer is not the expected JSON list '{listing.key}'") from None
+        items.extend(page)
+        more = body.get("next") or any(link.get("rel") == "next" for link in body.get(f"{listing.key}_links", []))
+        if not (listing.paginated and more and page):
+            return items
+        params["marker"] = page[-1][listing.marker_field]
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return "connection refused" if "Connection refused" in text else text.splitlines()[0][:200]
+
+
+def _fault(response: Any) -> str:
+    """The service's own error text, whatever envelope it uses."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason
+    if isinstance(body, dict) and "error_message" in body:  # Ironic wraps JSON in a string
+        inner = body["error_message"]
+        try:
+            return json.loads(inner).get("faultstring", inner)[:300]
+        except (ValueError, AttributeError):
+            return str(inner)[:300]
+    return str(body)[:300]
+
+
+def take(site: SiteConnection) -> Snapshot:
+    """Read every listing the site's catalog offers, concurrently, after one login."""
+    started = datetime.now(UTC)
+    try:
+        site.conn.session.get_token()
+    except ks_exc.ClientException as exc:
+        raise CloudError(f"site {site.name!r}: login failed: {_reason(exc)}",
+                         hint="check the credentials and auth_url in clouds.yaml") from None
+    clients = {st: site.adapter(st) for st in {listing.service_type for listing in LISTINGS}}
+    if clients["baremetal"] is None:
+        raise CloudError(f"site {site.name!r}: the catalog has no baremetal (Ironic) endpoint",
+                         hint="hammersmith needs Ironic; set baremetal_endpoint_override in clouds.yaml if it is not in the catalog")
+    services: dict[str, ServiceRead] = {SERVICES[st]: ServiceRead() if c else ServiceRead("absent")
+                                        for st, c in clients.items()}
+    wanted = [listing for listing in LISTINGS if clients[listing.service_type] is not None]
+
+    def run(listing: Listing) -> tuple[Listing, list[dict[str, Any]] | None, str | None, float]:
+        t0 = time.perf_counter()
+        try:
+            return listing, _fetch(clients[listing.service_type], listing, site.site.page_size), None, time.perf_counter() - t0
+        except ListingFailed as exc:
+            return listing, None, str(exc), time.perf_counter() - t0
+
+    data: dict[str, list[dict[str, Any]] | None] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+        for listing, items, error, seconds in pool.map(run, wanted):
+            read = services[SERVICES[listing.service_type]]
+            read.seconds = max(read.seconds, seconds)
+            data[listing.name] = items
+            if error:
+                read.status = "incomplete"
+                read.error = f"{read.error}; {error}" if read.error else error
+    for listing in wanted:  # a partly read service is wholly unknown: None, never a partial list
+        if services[SERVICES[listing.service_type]].status == "incomplete":
+            data[listing.name] = None
+    return Snapshot(site.name, started, datetime.now(UTC), data, services, site.requests.snapshot())

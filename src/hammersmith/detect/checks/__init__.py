@@ -1,0 +1,106 @@
+"""The check registry: one module per known error, registered with @check.
+
+Sites add their own through the `hammersmith.checks` entry point group; built-ins are listed
+in BUILTIN and loaded the same way as a plugin would be.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any
+
+from hammersmith.cloud.snapshot import Snapshot
+from hammersmith.config import Policy
+from hammersmith.detect.handsoff import hands_off
+
+BUILTIN = ("error_teardown", "deploy_failed", "clean_failed", "stuck", "dirty_port", "maintenance_no_reason")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One known error on one node."""
+
+    check: str
+    node_uuid: str
+    node_name: str
+    summary: str
+    detail: str = ""
+    since: datetime | None = None
+    hands_off: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "node": self.node_name, "node_uuid": self.node_uuid, "summary": self.summary,
+                "detail": self.detail, "since": self.since.isoformat() if self.since else None,
+                "hands_off": self.hands_off}
+
+
+CheckFunc = Callable[[Snapshot, Policy], Iterator[Finding]]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    reads: tuple[str, ...]
+    func: CheckFunc
+    doc: str
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str, reads: tuple[str, ...] = ("ironic",)) -> Callable[[CheckFunc], CheckFunc]:
+    """Register a check; `reads` names the services it needs complete data from."""
+
+    def register(func: CheckFunc) -> CheckFunc:
+        if name in CHECKS and CHECKS[name].func is not func:
+            raise ValueError(f"check {name!r} registered twice")
+        CHECKS[name] = Check(name, reads, func, (func.__doc__ or "").strip().splitlines()[0])
+        return func
+
+    return register
+
+
+def load() -> dict[str, Check]:
+    for module in BUILTIN:
+        importlib.import_module(f"{__name__}.{module}")
+    for ep in entry_points(group="hammersmith.checks"):
+        ep.load()
+    return CHECKS
+
+
+def node_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def finding(check_name: str, node: dict[str, Any], summary: str, detail: str = "",
+            since: str | None = None) -> Finding:
+    return Finding(check_name, node["uuid"], node.get("name") or node["uuid"], summary, detail, node_time(since))
+
+
+@dataclass
+class Report:
+    """Findings of all checks over one snapshot, plus what was left alone and what was not evaluated."""
+
+    findings: list[Finding]
+    hands_off: dict[str, str]
+    skipped: dict[str, str]
+
+
+def run(snapshot: Snapshot, policy: Policy) -> Report:
+    findings: list[Finding] = []
+    skipped: dict[str, str] = {}
+    for chk in load().values():
+        if not snapshot.complete(*chk.reads):
+            skipped[chk.name] = f"incomplete data from {', '.join(s for s in chk.reads if not snapshot.complete(s))}"
+            continue
+        findings.extend(chk.func(snapshot, policy))
+    by_uuid = {n["uuid"]: n for n in snapshot.nodes}
+    left_alone = {n.get("name") or n["uuid"]: reason for n in snapshot.nodes if (reason := hands_off(n, policy))}
+    findings = [
+        Finding(**{**f.__dict__, "hands_off": hands_off(by_uuid[f.node_uuid], policy)}) for f in findings
+    ]
+    return Report(sorted(findings, key=lambda f: (f.node_name, f.check)), left_alone, skipped)

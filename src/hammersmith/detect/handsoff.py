@@ -1,0 +1,42 @@
+"""Who else is working on a node: the must-not-touch rules, shared by reports and the safety layer.
+
+A human's change always wins: an operator's maintenance, a user's instance, a node mid-operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hammersmith.config import Policy
+
+#: provision states in which Ironic itself is working on the node
+TRANSIENT_STATES = frozenset({
+    "deploying", "wait call-back", "deleting", "cleaning", "clean wait", "verifying", "inspecting",
+    "inspect wait", "rescuing", "rescue wait", "unrescuing", "adopting", "servicing", "service wait",
+    "rebuilding", "unprovisioning",
+})
+#: prefix of every maintenance reason hammersmith itself writes
+OWN_REASON_PREFIX = "hammersmith"
+
+
+def operator_maintenance(node: dict[str, Any]) -> bool:
+    """Maintenance a human set: not Ironic's own (it records a `fault`), not ours."""
+    if not node.get("maintenance") or node.get("fault"):
+        return False
+    return not (node.get("maintenance_reason") or "").startswith(OWN_REASON_PREFIX)
+
+
+def hands_off(node: dict[str, Any], policy: Policy) -> str | None:
+    """Why nothing may act on this node, or None."""
+    if node["uuid"] in policy.exempt_nodes or node.get("name") in policy.exempt_nodes:
+        return "exempt by site policy"
+    if node.get("resource_class") in policy.exempt_resource_classes:
+        return f"resource class {node['resource_class']} exempt by site policy"
+    if operator_maintenance(node):
+        reason = node.get("maintenance_reason")
+        return f"operator maintenance: {reason}" if reason else "operator maintenance (no reason given)"
+    if node.get("instance_uuid") and node.get("provision_state") == "active":
+        return f"user instance {node['instance_uuid']}"
+    if node.get("reservation"):
+        return f"locked by conductor {node['reservation']}"
+    return None
