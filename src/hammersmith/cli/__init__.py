@@ -146,3 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: still one line unless --debug
+        if OPTIONS.debug:
+            raise
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err_console.print("[yellow]hint:[/] run again with --debug for the traceback, and report it", highlight=False)
+        sys.exit(70)

@@ -58,7 +58,7 @@ class SiteConnection:
                 api_timeout=site.timeout_seconds,
                 load_envvars=False,
             )
-        except (sdk_exc.ConfigException, openstack.config.exceptions.OpenStackConfigException) as exc:
+        except sdk_exc.ConfigException as exc:
             raise CloudError(
                 f"site {name!r}: cloud {site.cloud!r} not usable: {exc}",
                 hint="check the cloud name against clouds.yaml (searched: ./clouds.yaml, "
@@ -115,7 +115,7 @@ def cloud_problems(settings: Settings, path: Path) -> list[ConfigProblem]:
     for name, site in settings.sites.items():
         try:
             openstack.config.OpenStackConfig(load_envvars=False).get_one(cloud=site.cloud)
-        except (sdk_exc.ConfigException, openstack.config.exceptions.OpenStackConfigException) as exc:
+        except sdk_exc.ConfigException as exc:
             problems.append(ConfigProblem(str(path), lines.get(("sites", name, "cloud"), 1),
                                           f"site {name!r}: cloud {site.cloud!r} is not in clouds.yaml ({exc})"))
     return problems

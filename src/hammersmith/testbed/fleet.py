@@ -12,7 +12,7 @@ from openstack.connection import Connection
 from hammersmith.errors import TestbedError
 
 RESOURCE_CLASSES = ("compute_skylake", "compute_cascadelake", "gpu_rtx_6000")
-WORKERS = 4
+WORKERS = 8
 Progress = Callable[[int], None]
 
 
@@ -51,7 +51,7 @@ def wait_for(conn: Connection, names: Iterable[str], states: set[str], timeout: 
     wanted = set(names)
     deadline = time.monotonic() + timeout
     while True:
-        nodes = {n["name"]: n for n in list_nodes(conn) if n["name"] in wanted}
+        nodes = {n["name"]: n for n in list_nodes(conn, light=True) if n["name"] in wanted}
         done = [n for n in nodes.values() if n["provision_state"] in states]
         if progress:
             progress(len(done))
@@ -64,12 +64,13 @@ def wait_for(conn: Connection, names: Iterable[str], states: set[str], timeout: 
         if time.monotonic() > deadline:
             late = sorted(f"{n['name']}={n['provision_state']}" for n in nodes.values() if n not in done)
             raise TestbedError(f"timed out after {timeout:.0f} s waiting for {sorted(states)}: {', '.join(late[:10])}")
-        time.sleep(0.3)
+        time.sleep(0.5)
 
 
-def list_nodes(conn: Connection) -> list[dict]:
-    """Every node as a plain dict, one paginated list call (used only by the testbed's own waits)."""
-    return [n.to_dict(computed=False) for n in conn.baremetal.nodes(details=True)]
+def list_nodes(conn: Connection, light: bool = False) -> list[dict]:
+    """Every node as a plain dict, one paginated list call; `light` asks only what waits need."""
+    nodes = conn.baremetal.nodes(fields=["name", "provision_state", "last_error"]) if light else conn.baremetal.nodes(details=True)
+    return [n.to_dict(computed=False) for n in nodes]
 
 
 def enrol(conn: Connection, count: int, progress: Progress | None = None, timeout: float = 120.0) -> list[str]:
@@ -81,6 +82,6 @@ def enrol(conn: Connection, count: int, progress: Progress | None = None, timeou
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(lambda nid: conn.baremetal.set_node_provision_state(nid, "provide", wait=False), ids))
     wait_for(conn, names, {"available"}, timeout, progress)
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with ThreadPoolExecutor(WORKERS) as pool:  # after cleaning: a power action would lock the node mid-way
         list(pool.map(lambda nid: conn.baremetal.set_node_power_state(nid, "power on", wait=False), ids))
     return names

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -180,13 +181,19 @@ class Ironic:
         return conf
 
     def create_schema(self, port: int) -> None:
+        """A fresh, empty database: copied from the one cached beside the venv, made once by ironic-dbsync."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db.unlink(missing_ok=True)
-        conf = self.write_config(port)
-        result = subprocess.run([self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"],
-                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if result.returncode:
-            raise TestbedError("ironic-dbsync create_schema failed", hint=result.stderr[-2000:])
+        template = venv_dir() / "empty-ironic.sqlite"
+        if not template.exists():
+            conf = self.write_config(port)
+            result = subprocess.run([self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"],
+                                    capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if result.returncode:
+                raise TestbedError("ironic-dbsync create_schema failed", hint=result.stderr[-2000:])
+            shutil.copyfile(self.db, template.with_suffix(".tmp"))
+            template.with_suffix(".tmp").replace(template)
+        shutil.copyfile(template, self.db)
 
     def start(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, timeout: float = 60.0) -> None:
         """Start Ironic and wait until the API answers and the conductor has registered fake-hardware."""

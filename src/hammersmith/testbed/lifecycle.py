@@ -12,7 +12,9 @@ import yaml
 from hammersmith.errors import TestbedError
 from hammersmith.testbed import fleet, process
 from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
-from hammersmith.testbed.ironic import CLOUD_NAME, SITE_NAME, Ironic, State, ensure_venv, free_port, port_in_use
+from hammersmith.testbed.ironic import (
+    CLOUD_NAME, IRONIC_VERSION, SITE_NAME, Ironic, State, ensure_venv, free_port, port_in_use, venv_dir,
+)
 
 MARKER = "# written by 'hammersmith testbed up'"
 Step = Callable[[str, int | None], Callable[[int], None]]
@@ -30,7 +32,7 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step) -> State:
     if previous and process.alive(previous.pid):
         raise TestbedError(f"a testbed is already running here (PID {previous.pid}, {previous.url})",
                            hint="'hammersmith testbed down' first, or use it as it is")
-    step(f"installing Ironic into {ironic.dir.parent.parent} cache (first run only)", None)(0)
+    step(f"installing Ironic {IRONIC_VERSION} into {venv_dir()} (first run only)", None)(0)
     ensure_venv()
     state = State(port=port or 6385)
     if port is None and port_in_use(state.port):

@@ -1,0 +1,196 @@
+"""Benchmark: hammersmith's snapshot against raw paginated Ironic list calls.
+
+    .venv/bin/python bench/snapshot.py [--sizes 100,1000,10000] [--repeat 3]
+
+For each size N a fresh real Ironic (the testbed's) is seeded with N nodes and N ports
+(bench/seed.py), then the baseline -- sequential `GET /v1/{nodes,ports}/detail?limit=1000`
+following Ironic's `next` links, with httpx -- and `snapshot.take()` are alternated, after
+one warm-up each. Prints a table, writes bench/results/snapshot.json, and exits 1 if any
+snapshot or baseline came back incomplete. Not a test: nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openstack.config.loader as sdk_loader
+from rich.console import Console
+from rich.table import Table
+
+from hammersmith.cloud import snapshot
+from hammersmith.cloud.connection import SiteConnection
+from hammersmith.config import Site
+from hammersmith.testbed.ironic import IRONIC_VERSION, Ironic, State, ensure_venv, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import seed  # noqa: E402  (bench/ is not a package)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "snapshot.json"
+PAGE = 1000
+HEADERS = {"X-OpenStack-Ironic-API-Version": snapshot.IRONIC_MICROVERSION}
+_SDK_FILES = list(sdk_loader.CONFIG_FILES)
+
+
+@dataclass
+class Result:
+    """One size's figures; seconds are wall time of the measured (non warm-up) runs."""
+
+    size: int
+    nodes: int = 0
+    ports: int = 0
+    allocations: int = 0
+    complete: bool = True
+    problems: list[str] = field(default_factory=list)
+    seed_seconds: float = 0.0
+    baseline_requests: int = 0
+    snapshot_requests: dict[str, int] = field(default_factory=dict)
+    baseline_seconds: list[float] = field(default_factory=list)
+    snapshot_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def baseline_median(self) -> float:
+        return statistics.median(self.baseline_seconds)
+
+    @property
+    def snapshot_median(self) -> float:
+        return statistics.median(self.snapshot_seconds)
+
+    @property
+    def ratio(self) -> float:
+        return self.snapshot_median / self.baseline_median
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "baseline_median": round(self.baseline_median, 4),
+                "snapshot_median": round(self.snapshot_median, 4), "ratio": round(self.ratio, 3)}
+
+
+def baseline(http: httpx.Client) -> tuple[dict[str, int], int]:
+    """The floor: what any client must do to read nodes and ports -- one page after another."""
+    counts: dict[str, int] = {}
+    requests = 0
+    for resource in ("nodes", "ports"):
+        counts[resource], url = 0, f"/v1/{resource}/detail?limit={PAGE}"
+        while url:
+            body = http.get(url).raise_for_status().json()
+            requests += 1
+            counts[resource] += len(body[resource])
+            url = body.get("next")
+    return counts, requests
+
+
+def use_clouds_yaml(path: Path) -> None:
+    """Make the SDK read `path` first.
+
+    OS_CLIENT_CONFIG_FILE is set, but SiteConnection passes load_envvars=False, with which
+    openstacksdk ignores that variable too; so the file also goes first on the SDK's search list.
+    """
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(path)
+    sdk_loader.CONFIG_FILES[:] = [str(path), *_SDK_FILES]
+
+
+def measure(size: int, repeat: int, console: Console) -> Result:
+    """Fresh Ironic, seed, warm up, then alternate baseline and snapshot `repeat` times."""
+    result = Result(size)
+    with tempfile.TemporaryDirectory(prefix=f"hammersmith-bench-{size}-") as tmp:
+        ironic, port = Ironic(Path(tmp)), free_port()
+        ironic.create_schema(port)
+        state = State(port=port)
+        try:
+            t0 = time.perf_counter()
+            ironic.start(state)
+            seed.seed(ironic, state, size)
+            result.seed_seconds = round(time.perf_counter() - t0, 2)
+            console.log(f"N={size}: Ironic on {state.url} seeded in {result.seed_seconds} s")
+            clouds = Path(tmp) / "clouds.yaml"
+            clouds.write_text(f'clouds:\n  bench:\n    auth_type: none\n    baremetal_endpoint_override: {state.url}\n'
+                              f'    baremetal_api_version: "1"\n')
+            use_clouds_yaml(clouds)
+            conn = SiteConnection("bench", Site(cloud="bench"))
+            with httpx.Client(base_url=state.url, headers=HEADERS, timeout=120.0) as http:
+                baseline(http)  # warm-up: connections, lazy imports, Ironic's caches
+                snapshot.take(conn)
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    counts, result.baseline_requests = baseline(http)
+                    result.baseline_seconds.append(time.perf_counter() - t0)
+                    check(result, "baseline", counts)
+                    before = conn.requests.snapshot()
+                    t0 = time.perf_counter()
+                    snap = snapshot.take(conn)
+                    result.snapshot_seconds.append(time.perf_counter() - t0)
+                    # snap.requests counts the connection's whole life: keep this take's share
+                    result.snapshot_requests = {s: n - before.get(s, 0) for s, n in snap.requests.items()
+                                                if n - before.get(s, 0)}
+                    data = {k: len(v) for k, v in snap.data.items() if v is not None}
+                    result.nodes, result.ports = data.get("nodes", 0), data.get("ports", 0)
+                    result.allocations = data.get("allocations", 0)
+                    if not snap.complete("ironic"):
+                        result.complete = False
+                        result.problems.append(f"snapshot incomplete: {snap.services['ironic'].error}")
+                    check(result, "snapshot", data)
+            conn.close()
+        finally:
+            ironic.stop(state)
+    return result
+
+
+def check(result: Result, what: str, counts: dict[str, int]) -> None:
+    """A read that missed nodes or ports is not a fast read: flag it."""
+    for resource in ("nodes", "ports"):
+        if counts.get(resource) != result.size:
+            result.complete = False
+            result.problems.append(f"{what} listed {counts.get(resource)} {resource}, expected {result.size}")
+
+
+def report(results: list[Result], console: Console) -> None:
+    table = Table(title=f"snapshot vs baseline (median of measured runs, {os.cpu_count()} CPUs)")
+    for column in ("N", "nodes", "ports", "snapshot requests", "baseline requests",
+                   "baseline s", "snapshot s", "snapshot/baseline"):
+        table.add_column(column, justify="right")
+    for r in results:
+        requests = ", ".join(f"{s} {n}" for s, n in sorted(r.snapshot_requests.items()))
+        table.add_row(str(r.size), str(r.nodes), str(r.ports), requests, str(r.baseline_requests),
+                      f"{r.baseline_median:.3f}", f"{r.snapshot_median:.3f}",
+                      f"{r.ratio:.2f}" + ("" if r.complete else " INCOMPLETE"))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000", help="comma-separated node counts")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs of each, after one warm-up")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    console = Console()
+    ensure_venv()
+    started = datetime.now(UTC)
+    results = [measure(size, max(1, args.repeat), console) for size in sizes]
+    report(results, console)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "started_at": started.isoformat(), "repeat": args.repeat,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "ironic": IRONIC_VERSION, "loadavg_at_end": os.getloadavg()},
+        "results": [r.to_json() for r in results],
+    }, indent=2) + "\n")
+    console.log(f"wrote {RESULTS}")
+    for r in results:
+        for problem in dict.fromkeys(r.problems):
+            console.print(f"[red]N={r.size}: {problem}[/red]")
+    return 0 if all(r.complete for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Shared fixtures: a clean environment for every test, and one real Ironic testbed per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from openstack.connection import Connection
+
+from hammersmith.testbed import fleet, lifecycle
+from hammersmith.testbed.ironic import State, free_port
+
+TESTBED_NODES = 30
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's clouds or config."""
+    for name in list(os.environ):
+        if name.startswith(("OS_", "HAMMERSMITH_CONFIG")):
+            monkeypatch.delenv(name)
+
+
+def _quiet_step(description: str, total: int | None) -> Callable[[int], None]:
+    return lambda done: None
+
+
+@dataclass
+class Testbed:
+    __test__ = False
+    workdir: Path
+    state: State
+
+    @property
+    def conn(self) -> Connection:
+        return fleet.connect(self.state.url)
+
+    def node(self, name: str) -> dict:
+        return self.conn.baremetal.get_node(name).to_dict(computed=False)
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """One real Ironic (fake-hardware, SQLite) with TESTBED_NODES available nodes, stopped by PID at the end."""
+    workdir = tmp_path_factory.mktemp("testbed")
+    state = lifecycle.up(workdir, TESTBED_NODES, free_port(), _quiet_step)
+    try:
+        yield Testbed(workdir, state)
+    finally:
+        lifecycle.down(workdir)
+
+
+def hammersmith(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, as an operator would."""
+    return subprocess.run([sys.executable, "-m", "hammersmith", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
