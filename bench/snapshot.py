@@ -58,6 +58,9 @@ class Result:
     snapshot_requests: dict[str, int] = field(default_factory=dict)
     baseline_seconds: list[float] = field(default_factory=list)
     snapshot_seconds: list[float] = field(default_factory=list)
+    #: this process's CPU time (all threads): what the client itself costs, the rest is waiting on Ironic
+    baseline_cpu_seconds: list[float] = field(default_factory=list)
+    snapshot_cpu_seconds: list[float] = field(default_factory=list)
 
     @property
     def baseline_median(self) -> float:
@@ -73,7 +76,9 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "baseline_median": round(self.baseline_median, 4),
-                "snapshot_median": round(self.snapshot_median, 4), "ratio": round(self.ratio, 3)}
+                "snapshot_median": round(self.snapshot_median, 4), "ratio": round(self.ratio, 3),
+                "baseline_cpu_median": round(statistics.median(self.baseline_cpu_seconds), 4),
+                "snapshot_cpu_median": round(statistics.median(self.snapshot_cpu_seconds), 4)}
 
 
 def baseline(http: httpx.Client) -> tuple[dict[str, int], int]:
@@ -122,14 +127,16 @@ def measure(size: int, repeat: int, console: Console) -> Result:
                 baseline(http)  # warm-up: connections, lazy imports, Ironic's caches
                 snapshot.take(conn)
                 for _ in range(repeat):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     counts, result.baseline_requests = baseline(http)
                     result.baseline_seconds.append(time.perf_counter() - t0)
+                    result.baseline_cpu_seconds.append(time.process_time() - c0)
                     check(result, "baseline", counts)
                     before = conn.requests.snapshot()
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     snap = snapshot.take(conn)
                     result.snapshot_seconds.append(time.perf_counter() - t0)
+                    result.snapshot_cpu_seconds.append(time.process_time() - c0)
                     # snap.requests counts the connection's whole life: keep this take's share
                     result.snapshot_requests = {s: n - before.get(s, 0) for s, n in snap.requests.items()
                                                 if n - before.get(s, 0)}
@@ -156,8 +163,7 @@ def check(result: Result, what: str, counts: dict[str, int]) -> None:
 
 def report(results: list[Result], console: Console) -> None:
     table = Table(title=f"snapshot vs baseline (median of measured runs, {os.cpu_count()} CPUs)")
-    for column in ("N", "nodes", "ports", "snapshot requests", "baseline requests",
-                   "baseline s", "snapshot s", "snapshot/baseline"):
+    for column in ("N", "nodes", "ports", "snapshot req", "baseline req", "baseline s", "snapshot s", "ratio"):
         table.add_column(column, justify="right")
     for r in results:
         requests = ", ".join(f"{s} {n}" for s, n in sorted(r.snapshot_requests.items()))

@@ -109,7 +109,7 @@ def test_cli_validate_missing_cloud_points_at_its_line(tmp_path: Path) -> None:
 def test_cli_missing_config_file(tmp_path: Path) -> None:
     result = hammersmith("snapshot", cwd=tmp_path)
     assert result.returncode == 2
-    assert "hammersmith.yaml:0: file not found" in result.stderr
+    assert "hammersmith.yaml: file not found" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -119,3 +119,19 @@ def test_cli_validate_ok_json(tmp_path: Path) -> None:
     result = hammersmith("config", "validate", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '"valid": true' in result.stdout
+
+
+def test_duplicate_site_is_an_error_not_a_silent_override() -> None:
+    text = GOOD + "  uc:\n    cloud: chi-uc-2\n"
+    assert problems(text) == ["site.yaml:11: duplicate key 'sites.uc' (first at line 3)"]
+
+
+def test_bare_off_means_the_off_mode() -> None:
+    settings = config.parse(GOOD.replace("error-resetter: apply", "error-resetter: off"))
+    assert settings.sites["uc"].policy.hammers == {"error-resetter": "off"}
+
+
+def test_state_dir_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "hs.yaml").write_text(GOOD.replace("state_dir: state", "state_dir: ~/hs-state"))
+    assert config.load(tmp_path / "hs.yaml").state_dir == tmp_path / "hs-state"

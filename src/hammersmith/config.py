@@ -31,9 +31,17 @@ class Policy(_Strict):
     """What counts as wrong at a site, and what hammersmith may do about it."""
 
     stuck_after_minutes: int = Field(60, ge=1, description="a node in a transient state longer than this is stuck")
-    exempt_nodes: list[str] = Field(default_factory=list, description="node names or UUIDs never reported or touched")
+    exempt_nodes: list[str] = Field(default_factory=list, description="node names or UUIDs never acted on (listed as left alone)")
     exempt_resource_classes: list[str] = Field(default_factory=list)
     hammers: dict[str, HammerMode] = Field(default_factory=dict, description="hammer name -> mode; unlisted: observe")
+
+    @field_validator("hammers", mode="before")
+    @classmethod
+    def _yaml_off(cls, hammers: Any) -> Any:
+        """YAML 1.1 reads a bare `off` as false; an operator who wrote it meant the mode."""
+        if isinstance(hammers, dict):
+            return {name: "off" if mode is False else mode for name, mode in hammers.items()}
+        return hammers
 
 
 class Site(_Strict):
@@ -83,17 +91,20 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(explicit or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
 
 
-def _line_map(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+def _line_map(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
+              duplicates: list[tuple[tuple[Any, ...], int]]) -> None:
     """Record the 1-based line of every key and item, so validation errors can point at it."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             child = path + (key_node.value,)
-            _line_map(value_node, child, lines)
+            if child in lines:  # YAML keeps the last one silently; a second site block is a mistake
+                duplicates.append((child, key_node.start_mark.line + 1))
+            _line_map(value_node, child, lines, duplicates)
             lines[child] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _line_map(item, path + (index,), lines)
+            _line_map(item, path + (index,), lines, duplicates)
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -117,8 +128,12 @@ def line_map(text: str, filename: str = DEFAULT_CONFIG) -> dict[tuple[Any, ...],
         line = mark.line + 1 if mark else 1
         raise ConfigError([ConfigProblem(filename, line, f"not valid YAML: {exc.problem or exc}")]) from None
     lines: dict[tuple[Any, ...], int] = {}
+    duplicates: list[tuple[tuple[Any, ...], int]] = []
     if root is not None:
-        _line_map(root, (), lines)
+        _line_map(root, (), lines, duplicates)
+    if duplicates:
+        raise ConfigError([ConfigProblem(filename, line, f"duplicate key '{'.'.join(map(str, path))}' "
+                                         f"(first at line {lines[path]})") for path, line in duplicates])
     return lines
 
 
@@ -153,6 +168,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(file), 0, f"cannot read: {exc.strerror}")]) from None
     settings = parse(text, str(file))
-    if not settings.state_dir.is_absolute():
-        settings = settings.model_copy(update={"state_dir": (file.parent / settings.state_dir).resolve()})
-    return settings
+    state_dir = settings.state_dir.expanduser()
+    if not state_dir.is_absolute():
+        state_dir = (file.parent / state_dir).resolve()
+    return settings.model_copy(update={"state_dir": state_dir})

@@ -56,7 +56,6 @@ class SiteConnection:
                 cloud=site.cloud,
                 region_name=site.region,
                 api_timeout=site.timeout_seconds,
-                load_envvars=False,
             )
         except sdk_exc.ConfigException as exc:
             raise CloudError(
@@ -114,7 +113,7 @@ def cloud_problems(settings: Settings, path: Path) -> list[ConfigProblem]:
     problems = []
     for name, site in settings.sites.items():
         try:
-            openstack.config.OpenStackConfig(load_envvars=False).get_one(cloud=site.cloud)
+            openstack.config.OpenStackConfig().get_one(cloud=site.cloud)
         except sdk_exc.ConfigException as exc:
             problems.append(ConfigProblem(str(path), lines.get(("sites", name, "cloud"), 1),
                                           f"site {name!r}: cloud {site.cloud!r} is not in clouds.yaml ({exc})"))

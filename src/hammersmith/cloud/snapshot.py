@@ -83,9 +83,10 @@ class Snapshot:
         return sorted(s for s, r in self.services.items() if r.status == "incomplete")
 
     def complete(self, *services: str) -> bool:
-        """True when every named service (default: all present ones) was read in full."""
-        names = services or tuple(self.services)
-        return all(self.services.get(s, ServiceRead("absent")).status == "ok" for s in names)
+        """True when every named service was read in full (no names: every service the site has)."""
+        if not services:
+            return not self.incomplete
+        return all(self.services.get(s, ServiceRead("absent")).status == "ok" for s in services)
 
     @property
     def nodes(self) -> list[dict[str, Any]]:
@@ -127,10 +128,8 @@ def _fetch(client: ks_adapter.Adapter, listing: Listing, page_size: int) -> list
             params["limit"] = page_size
         try:
             response = client.get(listing.path, params=params, microversion=listing.microversion, raise_exc=False)
-        except ks_exc.ConnectTimeout:
-            raise ListingFailed(f"{listing.name}: connection timed out") from None
-        except ks_exc.RequestTimeout:
-            raise ListingFailed(f"{listing.name}: no answer within the timeout") from None
+        except (ks_exc.ConnectTimeout, ks_exc.RequestTimeout):  # keystoneauth reports read timeouts as either
+            raise ListingFailed(f"{listing.name}: no answer within the timeout (timeout_seconds)") from None
         except ks_exc.ConnectFailure as exc:
             raise ListingFailed(f"{listing.name}: cannot connect ({_reason(exc)})") from None
         except ks_exc.ClientException as exc:
