@@ -92,16 +92,19 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _line_map(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
-              duplicates: list[tuple[tuple[Any, ...], int]]) -> None:
+              duplicates: list[tuple[tuple[Any, ...], int, int]]) -> None:
     """Record the 1-based line of every key and item, so validation errors can point at it."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            child = path + (key_node.value,)
-            if child in lines:  # YAML keeps the last one silently; a second site block is a mistake
-                duplicates.append((child, key_node.start_mark.line + 1))
-            _line_map(value_node, child, lines, duplicates)
-            lines[child] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen:  # YAML keeps the last one silently; a second site block is a mistake
+                duplicates.append((path + (key_node.value,), line, seen[key_node.value]))
+                continue
+            seen[key_node.value] = line
+            _line_map(value_node, path + (key_node.value,), lines, duplicates)
+            lines[path + (key_node.value,)] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _line_map(item, path + (index,), lines, duplicates)
@@ -128,12 +131,12 @@ def line_map(text: str, filename: str = DEFAULT_CONFIG) -> dict[tuple[Any, ...],
         line = mark.line + 1 if mark else 1
         raise ConfigError([ConfigProblem(filename, line, f"not valid YAML: {exc.problem or exc}")]) from None
     lines: dict[tuple[Any, ...], int] = {}
-    duplicates: list[tuple[tuple[Any, ...], int]] = []
+    duplicates: list[tuple[tuple[Any, ...], int, int]] = []
     if root is not None:
         _line_map(root, (), lines, duplicates)
     if duplicates:
         raise ConfigError([ConfigProblem(filename, line, f"duplicate key '{'.'.join(map(str, path))}' "
-                                         f"(first at line {lines[path]})") for path, line in duplicates])
+                                         f"(first at line {first})") for path, line, first in duplicates])
     return lines
 
 
