@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,11 @@ def hammersmith(*args: str, cwd: Path, env: dict[str, str] | None = None,
     return subprocess.run([sys.executable, "-m", "hammersmith", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def demo_faults(testbed: Testbed) -> dict[str, list[str]]:
+    """The demo scenario, injected once through the CLI; node -> faults."""
+    result = hammersmith("testbed", "inject", "--scenario", "demo", "--json", cwd=testbed.workdir)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

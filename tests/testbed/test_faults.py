@@ -5,18 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from hammersmith.testbed.faults import FAULTS, OPERATOR_REASON, SCENARIOS
 from tests.conftest import Testbed, hammersmith
-
-
-@pytest.fixture(scope="session")
-def demo_faults(testbed: Testbed) -> dict[str, list[str]]:
-    """The demo scenario, injected once through the CLI; node -> faults."""
-    result = hammersmith("testbed", "inject", "--scenario", "demo", "--json", cwd=testbed.workdir)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def nodes_with(faults: dict[str, list[str]], *names: str) -> list[str]:

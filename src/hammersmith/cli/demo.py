@@ -34,7 +34,7 @@ def demo(
         if not keep:
             lifecycle.down(Path.cwd())
     if as_json:
-        emit_json({"testbed": {"url": state.url, "up_seconds": round(seconds, 2),
+        emit_json({"testbed": {"url": state.url, "pid": state.pid, "up_seconds": round(seconds, 2),
                                "inject_seconds": round(inject_seconds, 2), "faults": injected},
                    "snapshot": result.snapshot.summary(),
                    "findings": [f.to_dict() for f in result.report.findings], "hands_off": result.report.hands_off})

@@ -1,0 +1,27 @@
+"""`hammersmith demo`: a fresh testbed, the demo faults, one snapshot, the report; stopped by PID with --down."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hammersmith.testbed import lifecycle, process
+from hammersmith.testbed.ironic import Ironic
+from tests.conftest import hammersmith
+
+
+def test_demo_reports_each_known_error_and_stops(tmp_path: Path) -> None:
+    result = hammersmith("demo", "--down", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    demo = json.loads(result.stdout)
+    checks = {f["check"] for f in demo["findings"]}
+    assert checks == {"error-teardown", "deploy-failed", "clean-failed", "stuck", "dirty-port",
+                      "maintenance-no-reason"}
+    assert len(demo["testbed"]["faults"]) == 13
+    reasons = list(demo["hands_off"].values())
+    assert sum(r.startswith("user instance") for r in reasons) == 3
+    assert sum(r.startswith("operator maintenance: ") for r in reasons) == 2
+    assert demo["snapshot"]["complete"] and demo["snapshot"]["nodes"]["total"] == 30
+    assert demo["testbed"]["pid"] and not process.alive(demo["testbed"]["pid"])
+    state = Ironic(lifecycle.testbed_dir(tmp_path)).load_state()
+    assert state is not None and state.pid is None
