@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openstack.config.loader as sdk_loader
 from rich.console import Console
 from rich.table import Table
 
@@ -40,7 +39,6 @@ import seed  # noqa: E402  (bench/ is not a package)
 RESULTS = Path(__file__).resolve().parent / "results" / "snapshot.json"
 PAGE = 1000
 HEADERS = {"X-OpenStack-Ironic-API-Version": snapshot.IRONIC_MICROVERSION}
-_SDK_FILES = list(sdk_loader.CONFIG_FILES)
 
 
 @dataclass
@@ -95,16 +93,6 @@ def baseline(http: httpx.Client) -> tuple[dict[str, int], int]:
     return counts, requests
 
 
-def use_clouds_yaml(path: Path) -> None:
-    """Make the SDK read `path` first.
-
-    OS_CLIENT_CONFIG_FILE is set, but SiteConnection passes load_envvars=False, with which
-    openstacksdk ignores that variable too; so the file also goes first on the SDK's search list.
-    """
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(path)
-    sdk_loader.CONFIG_FILES[:] = [str(path), *_SDK_FILES]
-
-
 def measure(size: int, repeat: int, console: Console) -> Result:
     """Fresh Ironic, seed, warm up, then alternate baseline and snapshot `repeat` times."""
     result = Result(size)
@@ -121,7 +109,7 @@ def measure(size: int, repeat: int, console: Console) -> Result:
             clouds = Path(tmp) / "clouds.yaml"
             clouds.write_text(f'clouds:\n  bench:\n    auth_type: none\n    baremetal_endpoint_override: {state.url}\n'
                               f'    baremetal_api_version: "1"\n')
-            use_clouds_yaml(clouds)
+            os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)  # read by SiteConnection's openstacksdk
             conn = SiteConnection("bench", Site(cloud="bench"))
             with httpx.Client(base_url=state.url, headers=HEADERS, timeout=120.0) as http:
                 baseline(http)  # warm-up: connections, lazy imports, Ironic's caches

@@ -8,7 +8,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -128,7 +127,7 @@ _register_subcommands()
 def main(argv: list[str] | None = None) -> None:
     """Entry point: operator-fixable errors print one clear message (traceback only with --debug)."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)  # usage errors are Typer's own: it prints them and exits 2
     except HammersmithError as exc:
         if OPTIONS.debug:
             traceback.print_exc()
@@ -136,14 +135,6 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
