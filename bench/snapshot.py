@@ -120,14 +120,11 @@ def measure(size: int, repeat: int, console: Console) -> Result:
                     result.baseline_seconds.append(time.perf_counter() - t0)
                     result.baseline_cpu_seconds.append(time.process_time() - c0)
                     check(result, "baseline", counts)
-                    before = conn.requests.snapshot()
                     t0, c0 = time.perf_counter(), time.process_time()
                     snap = snapshot.take(conn)
                     result.snapshot_seconds.append(time.perf_counter() - t0)
                     result.snapshot_cpu_seconds.append(time.process_time() - c0)
-                    # snap.requests counts the connection's whole life: keep this take's share
-                    result.snapshot_requests = {s: n - before.get(s, 0) for s, n in snap.requests.items()
-                                                if n - before.get(s, 0)}
+                    result.snapshot_requests = snap.requests
                     data = {k: len(v) for k, v in snap.data.items() if v is not None}
                     result.nodes, result.ports = data.get("nodes", 0), data.get("ports", 0)
                     result.allocations = data.get("allocations", 0)

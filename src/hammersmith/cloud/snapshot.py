@@ -171,6 +171,7 @@ def _fault(response: Any) -> str:
 def take(site: SiteConnection) -> Snapshot:
     """Read every listing the site's catalog offers, concurrently, after one login."""
     started = datetime.now(UTC)
+    before = site.requests.snapshot()
     try:
         site.conn.session.get_token()
     except ks_exc.ClientException as exc:
@@ -203,4 +204,5 @@ def take(site: SiteConnection) -> Snapshot:
     for listing in wanted:  # a partly read service is wholly unknown: None, never a partial list
         if services[SERVICES[listing.service_type]].status == "incomplete":
             data[listing.name] = None
-    return Snapshot(site.name, started, datetime.now(UTC), data, services, site.requests.snapshot())
+    requests = {s: n - before.get(s, 0) for s, n in site.requests.snapshot().items() if n > before.get(s, 0)}
+    return Snapshot(site.name, started, datetime.now(UTC), data, services, requests)
