@@ -59,8 +59,13 @@ def settle(url: str, timeout: float = 60.0) -> None:
     with httpx.Client(base_url=url, headers=HEADERS, timeout=10.0) as http:
         while time.monotonic() < deadline:
             nodes = http.get("/v1/nodes", params={"fields": fields}).raise_for_status().json()["nodes"]
-            if all(n["power_state"] == "power on" and not n["target_power_state"] and not n["reservation"]
-                   and n["provision_state"] == "available" for n in nodes):
+            if all(
+                n["power_state"] == "power on"
+                and not n["target_power_state"]
+                and not n["reservation"]
+                and n["provision_state"] == "available"
+                for n in nodes
+            ):
                 return
             time.sleep(0.3)
     raise TestbedError(f"template nodes did not settle within {timeout:.0f} s")
@@ -85,18 +90,28 @@ def clone(db: Path, count: int) -> None:
                 raise TestbedError(f"expected {TEMPLATES} template nodes with one port each, found {per_node}")
             node_cols = [c for c in _columns(sql, "nodes") if c not in NODE_KEYS]
             port_cols = [c for c in _columns(sql, "ports") if c not in PORT_KEYS]
-            sql.execute("CREATE TEMP TABLE seed (i INTEGER PRIMARY KEY, template INTEGER, uuid TEXT, "
-                        "name TEXT, port_uuid TEXT, address TEXT)")
-            sql.executemany("INSERT INTO seed VALUES (?, ?, ?, ?, ?, ?)",
-                            ((i, templates[(i - 1) % TEMPLATES], str(uuid.uuid4()), node_name(i),
-                              str(uuid.uuid4()), mac(i)) for i in range(1, count + 1)))
+            sql.execute(
+                "CREATE TEMP TABLE seed (i INTEGER PRIMARY KEY, template INTEGER, uuid TEXT, "
+                "name TEXT, port_uuid TEXT, address TEXT)"
+            )
+            sql.executemany(
+                "INSERT INTO seed VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (i, templates[(i - 1) % TEMPLATES], str(uuid.uuid4()), node_name(i), str(uuid.uuid4()), mac(i))
+                    for i in range(1, count + 1)
+                ),
+            )
             cols, picked = _quote(node_cols), _quote(node_cols, "t.")
-            sql.execute(f"INSERT INTO nodes (uuid, name, {cols}) SELECT s.uuid, s.name, {picked} "
-                        "FROM seed s JOIN nodes t ON t.id = s.template ORDER BY s.i")
+            sql.execute(
+                f"INSERT INTO nodes (uuid, name, {cols}) SELECT s.uuid, s.name, {picked} "
+                "FROM seed s JOIN nodes t ON t.id = s.template ORDER BY s.i"
+            )
             cols, picked = _quote(port_cols), _quote(port_cols, "p.")
-            sql.execute(f"INSERT INTO ports (uuid, address, node_id, {cols}) SELECT s.port_uuid, s.address, n.id, {picked} "
-                        "FROM seed s JOIN nodes n ON n.uuid = s.uuid JOIN ports p ON p.node_id = s.template "
-                        "ORDER BY s.i")
+            sql.execute(
+                f"INSERT INTO ports (uuid, address, node_id, {cols}) SELECT s.port_uuid, s.address, n.id, {picked} "
+                "FROM seed s JOIN nodes n ON n.uuid = s.uuid JOIN ports p ON p.node_id = s.template "
+                "ORDER BY s.i"
+            )
             marks = ", ".join("?" * len(templates))
             tables = [row[0] for row in sql.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             for table in tables:  # ports, node_history, ... of the templates go with them

@@ -73,10 +73,14 @@ class Result:
         return self.snapshot_median / self.baseline_median
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "baseline_median": round(self.baseline_median, 4),
-                "snapshot_median": round(self.snapshot_median, 4), "ratio": round(self.ratio, 3),
-                "baseline_cpu_median": round(statistics.median(self.baseline_cpu_seconds), 4),
-                "snapshot_cpu_median": round(statistics.median(self.snapshot_cpu_seconds), 4)}
+        return {
+            **asdict(self),
+            "baseline_median": round(self.baseline_median, 4),
+            "snapshot_median": round(self.snapshot_median, 4),
+            "ratio": round(self.ratio, 3),
+            "baseline_cpu_median": round(statistics.median(self.baseline_cpu_seconds), 4),
+            "snapshot_cpu_median": round(statistics.median(self.snapshot_cpu_seconds), 4),
+        }
 
 
 def baseline(http: httpx.Client) -> tuple[dict[str, int], int]:
@@ -107,8 +111,10 @@ def measure(size: int, repeat: int, console: Console) -> Result:
             result.seed_seconds = round(time.perf_counter() - t0, 2)
             console.log(f"N={size}: Ironic on {state.url} seeded in {result.seed_seconds} s")
             clouds = Path(tmp) / "clouds.yaml"
-            clouds.write_text(f'clouds:\n  bench:\n    auth_type: none\n    baremetal_endpoint_override: {state.url}\n'
-                              f'    baremetal_api_version: "1"\n')
+            clouds.write_text(
+                f"clouds:\n  bench:\n    auth_type: none\n    baremetal_endpoint_override: {state.url}\n"
+                f'    baremetal_api_version: "1"\n'
+            )
             os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)  # read by SiteConnection's openstacksdk
             conn = SiteConnection("bench", Site(cloud="bench"))
             with httpx.Client(base_url=state.url, headers=HEADERS, timeout=120.0) as http:
@@ -152,9 +158,16 @@ def report(results: list[Result], console: Console) -> None:
         table.add_column(column, justify="right")
     for r in results:
         requests = ", ".join(f"{s} {n}" for s, n in sorted(r.snapshot_requests.items()))
-        table.add_row(str(r.size), str(r.nodes), str(r.ports), requests, str(r.baseline_requests),
-                      f"{r.baseline_median:.3f}", f"{r.snapshot_median:.3f}",
-                      f"{r.ratio:.2f}" + ("" if r.complete else " INCOMPLETE"))
+        table.add_row(
+            str(r.size),
+            str(r.nodes),
+            str(r.ports),
+            requests,
+            str(r.baseline_requests),
+            f"{r.baseline_median:.3f}",
+            f"{r.snapshot_median:.3f}",
+            f"{r.ratio:.2f}" + ("" if r.complete else " INCOMPLETE"),
+        )
     console.print(table)
 
 
@@ -170,12 +183,24 @@ def main(argv: list[str] | None = None) -> int:
     results = [measure(size, max(1, args.repeat), console) for size in sizes]
     report(results, console)
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "started_at": started.isoformat(), "repeat": args.repeat,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "ironic": IRONIC_VERSION, "loadavg_at_end": os.getloadavg()},
-        "results": [r.to_json() for r in results],
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "started_at": started.isoformat(),
+                "repeat": args.repeat,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "ironic": IRONIC_VERSION,
+                    "loadavg_at_end": os.getloadavg(),
+                },
+                "results": [r.to_json() for r in results],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     console.log(f"wrote {RESULTS}")
     for r in results:
         for problem in dict.fromkeys(r.problems):

@@ -40,13 +40,15 @@ def test_parse_good_config() -> None:
 
 def test_broken_yaml_names_the_line() -> None:
     assert problems("sites:\n  uc:\n    cloud: [chi-uc\n") == [
-        "site.yaml:4: not valid YAML: expected ',' or ']', but got '<stream end>'"]
+        "site.yaml:4: not valid YAML: expected ',' or ']', but got '<stream end>'"
+    ]
 
 
 def test_unknown_key_names_its_line() -> None:
     text = GOOD.replace("      stuck_after_minutes: 90", "      stuck_after_minutes: 90\n      stuck_afer: 3")
     assert problems(text) == [
-        "site.yaml:7: unknown key 'sites.uc.policy.stuck_afer' (check the spelling; docs/config.md lists every key)"]
+        "site.yaml:7: unknown key 'sites.uc.policy.stuck_afer' (check the spelling; docs/config.md lists every key)"
+    ]
 
 
 def test_wrong_type_names_its_line() -> None:

@@ -15,8 +15,7 @@ def test_demo_reports_each_known_error_and_stops(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     demo = json.loads(result.stdout)
     checks = {f["check"] for f in demo["findings"]}
-    assert checks == {"error-teardown", "deploy-failed", "clean-failed", "stuck", "dirty-port",
-                      "maintenance-no-reason"}
+    assert checks == {"error-teardown", "deploy-failed", "clean-failed", "stuck", "dirty-port", "maintenance-no-reason"}
     assert len(demo["testbed"]["faults"]) == 13
     reasons = list(demo["hands_off"].values())
     assert sum(r.startswith("user instance") for r in reasons) == 3

@@ -36,7 +36,7 @@ def _section(heading: str) -> str:
     text = _text()
     match = re.search(rf"^## {re.escape(heading)}[ \t]*$", text, re.M)
     assert match, f"docs/config.md has no '## {heading}' heading"
-    rest = text[match.end():]
+    rest = text[match.end() :]
     following = re.search(r"^## ", rest, re.M)
     return rest[: following.start()] if following else rest
 
@@ -136,7 +136,7 @@ def _error_examples() -> list[tuple[str, str, str]]:
     """(file name, YAML, console output) for each YAML block followed by its `config validate` run."""
     examples: list[tuple[str, str, str]] = []
     blocks = _blocks(_section("Validation errors"))
-    for (lang, body), (next_lang, output) in zip(blocks, blocks[1:]):
+    for (lang, body), (next_lang, output) in zip(blocks, blocks[1:], strict=False):
         if lang == "yaml" and next_lang == "console":
             command, _, shown = output.partition("\n")
             match = VALIDATE.match(command)

@@ -31,7 +31,9 @@ class Policy(_Strict):
     """What counts as wrong at a site, and what hammersmith may do about it."""
 
     stuck_after_minutes: int = Field(60, ge=1, description="a node in a transient state longer than this is stuck")
-    exempt_nodes: list[str] = Field(default_factory=list, description="node names or UUIDs never acted on (listed as left alone)")
+    exempt_nodes: list[str] = Field(
+        default_factory=list, description="node names or UUIDs never acted on (listed as left alone)"
+    )
     exempt_resource_classes: list[str] = Field(default_factory=list)
     hammers: dict[str, HammerMode] = Field(default_factory=dict, description="hammer name -> mode; unlisted: observe")
 
@@ -76,7 +78,13 @@ class Settings(_Strict):
         if name is None:
             if len(self.sites) == 1:
                 return next(iter(self.sites.items()))
-            raise ConfigError([ConfigProblem("--site", 0, f"several sites configured ({', '.join(self.sites)}): pick one with --site")])
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "--site", 0, f"several sites configured ({', '.join(self.sites)}): pick one with --site"
+                    )
+                ]
+            )
         if name not in self.sites:
             raise ConfigError([ConfigProblem("--site", 0, f"no site {name!r}; configured: {', '.join(self.sites)}")])
         return name, self.sites[name]
@@ -91,8 +99,12 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(explicit or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
 
 
-def _line_map(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
-              duplicates: list[tuple[tuple[Any, ...], int, int]]) -> None:
+def _line_map(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    duplicates: list[tuple[tuple[Any, ...], int, int]],
+) -> None:
     """Record the 1-based line of every key and item, so validation errors can point at it."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -135,8 +147,12 @@ def line_map(text: str, filename: str = DEFAULT_CONFIG) -> dict[tuple[Any, ...],
     if root is not None:
         _line_map(root, (), lines, duplicates)
     if duplicates:
-        raise ConfigError([ConfigProblem(filename, line, f"duplicate key '{'.'.join(map(str, path))}' "
-                                         f"(first at line {first})") for path, line, first in duplicates])
+        raise ConfigError(
+            [
+                ConfigProblem(filename, line, f"duplicate key '{'.'.join(map(str, path))}' (first at line {first})")
+                for path, line, first in duplicates
+            ]
+        )
     return lines
 
 
@@ -165,8 +181,14 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         text = file.read_text()
     except FileNotFoundError:
         raise ConfigError(
-            [ConfigProblem(str(file), 0, "file not found: pass --config, set $HAMMERSMITH_CONFIG, "
-                           "or run 'hammersmith testbed up' to write one")]
+            [
+                ConfigProblem(
+                    str(file),
+                    0,
+                    "file not found: pass --config, set $HAMMERSMITH_CONFIG, "
+                    "or run 'hammersmith testbed up' to write one",
+                )
+            ]
         ) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(file), 0, f"cannot read: {exc.strerror}")]) from None

@@ -32,9 +32,14 @@ def take_snapshot(settings: Settings, site_name: str) -> snapshot_mod.Snapshot:
             site.close()
         summary = snap.summary()
         store.record_snapshot(
-            site=snap.site, started_at=snap.started_at, finished_at=snap.finished_at,
-            duration_seconds=snap.duration, complete=not snap.incomplete, incomplete_services=snap.incomplete,
-            requests=snap.requests, counts={**summary["counts"], **summary["nodes"]},
+            site=snap.site,
+            started_at=snap.started_at,
+            finished_at=snap.finished_at,
+            duration_seconds=snap.duration,
+            complete=not snap.incomplete,
+            incomplete_services=snap.incomplete,
+            requests=snap.requests,
+            counts={**summary["counts"], **summary["nodes"]},
         )
     finally:
         store.close()

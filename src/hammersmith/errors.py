@@ -1,10 +1,10 @@
 """Every error hammersmith raises on purpose derives from one root.
 
-    HammersmithError          -- a problem an operator can fix; the CLI prints it without a traceback
-    ├── ConfigError           -- the YAML file is missing, malformed or invalid (carries every problem)
-    ├── CloudError            -- clouds.yaml lookup failed, or an endpoint is unreachable
-    ├── StoreError            -- the state database can't be opened or migrated
-    └── TestbedError          -- the local testbed can't be installed, started or driven
+HammersmithError          -- a problem an operator can fix; the CLI prints it without a traceback
+├── ConfigError           -- the YAML file is missing, malformed or invalid (carries every problem)
+├── CloudError            -- clouds.yaml lookup failed, or an endpoint is unreachable
+├── StoreError            -- the state database can't be opened or migrated
+└── TestbedError          -- the local testbed can't be installed, started or driven
 """
 
 from __future__ import annotations

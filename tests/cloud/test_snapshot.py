@@ -17,8 +17,8 @@ from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Site
 from hammersmith.errors import CloudError
 from hammersmith.store import open_store
-from hammersmith.testbed.ironic import CLOUD_NAME, Ironic
 from hammersmith.testbed import lifecycle
+from hammersmith.testbed.ironic import CLOUD_NAME, Ironic
 from tests.conftest import TESTBED_NODES, Testbed, hammersmith
 
 
@@ -51,7 +51,12 @@ def test_requests_grow_only_by_pages(testbed: Testbed, clouds: Path) -> None:
 def test_services_outside_the_catalog_are_absent_not_incomplete(testbed: Testbed, clouds: Path) -> None:
     snap = snapshot.take(SiteConnection("lab", Site(cloud=CLOUD_NAME)))
     assert {s: r.status for s, r in snap.services.items()} == {
-        "ironic": "ok", "nova": "absent", "neutron": "absent", "placement": "absent", "blazar": "absent"}
+        "ironic": "ok",
+        "nova": "absent",
+        "neutron": "absent",
+        "placement": "absent",
+        "blazar": "absent",
+    }
     assert "servers" not in snap.data and snap.complete("ironic")
 
 
@@ -132,7 +137,8 @@ def test_ironic_timeout_marks_the_snapshot_incomplete(testbed: Testbed, clouds: 
 
 def test_unreachable_endpoint(tmp_path: Path) -> None:
     (tmp_path / "clouds.yaml").write_text(
-        "clouds:\n  gone:\n    auth_type: none\n    baremetal_endpoint_override: http://127.0.0.1:9\n")
+        "clouds:\n  gone:\n    auth_type: none\n    baremetal_endpoint_override: http://127.0.0.1:9\n"
+    )
     (tmp_path / "hammersmith.yaml").write_text("sites:\n  gone:\n    cloud: gone\n")
     result = hammersmith("snapshot", cwd=tmp_path)
     assert result.returncode == 3
@@ -153,8 +159,9 @@ def test_missing_cloud_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_unreachable_store_fails_before_reading_the_cloud(testbed: Testbed, tmp_path: Path) -> None:
     config = tmp_path / "hammersmith.yaml"
-    config.write_text(f"store_url: postgresql+psycopg://hs:s3cret-pw@127.0.0.1:9/hs\n"
-                      f"sites:\n  lab:\n    cloud: {CLOUD_NAME}\n")
+    config.write_text(
+        f"store_url: postgresql+psycopg://hs:s3cret-pw@127.0.0.1:9/hs\nsites:\n  lab:\n    cloud: {CLOUD_NAME}\n"
+    )
     result = hammersmith("--config", str(config), "snapshot", cwd=testbed.workdir)
     assert result.returncode == 1
     assert "s3cret-pw" not in result.stderr + result.stdout

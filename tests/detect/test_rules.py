@@ -15,13 +15,23 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def node(name: str, **fields: Any) -> dict[str, Any]:
-    return {"uuid": f"uuid-{name}", "name": name, "provision_state": "available", "maintenance": False,
-            "maintenance_reason": None, "fault": None, "instance_uuid": None, "reservation": None,
-            "last_error": None, "resource_class": "compute", "provision_updated_at": None, **fields}
+    return {
+        "uuid": f"uuid-{name}",
+        "name": name,
+        "provision_state": "available",
+        "maintenance": False,
+        "maintenance_reason": None,
+        "fault": None,
+        "instance_uuid": None,
+        "reservation": None,
+        "last_error": None,
+        "resource_class": "compute",
+        "provision_updated_at": None,
+        **fields,
+    }
 
 
-def snap(nodes: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None,
-         ironic: str = "ok") -> Snapshot:
+def snap(nodes: list[dict[str, Any]], ports: list[dict[str, Any]] | None = None, ironic: str = "ok") -> Snapshot:
     data = {"nodes": nodes if ironic == "ok" else None, "ports": ports or [] if ironic == "ok" else None}
     return Snapshot("lab", NOW, NOW, data, {"ironic": ServiceRead(ironic)})  # type: ignore[arg-type]
 
@@ -33,32 +43,54 @@ def names(report: checks.Report, check: str) -> list[str]:
 def test_stuck_respects_the_threshold() -> None:
     old = (NOW - timedelta(minutes=61)).isoformat()
     young = (NOW - timedelta(minutes=59)).isoformat()
-    report = checks.run(snap([node("a", provision_state="deploying", provision_updated_at=old),
-                              node("b", provision_state="deploying", provision_updated_at=young),
-                              node("c", provision_state="active", provision_updated_at=old)]), Policy())
+    report = checks.run(
+        snap(
+            [
+                node("a", provision_state="deploying", provision_updated_at=old),
+                node("b", provision_state="deploying", provision_updated_at=young),
+                node("c", provision_state="active", provision_updated_at=old),
+            ]
+        ),
+        Policy(),
+    )
     assert names(report, "stuck") == ["a"]
-    assert names(checks.run(snap([node("b", provision_state="clean wait", provision_updated_at=young)]),
-                            Policy(stuck_after_minutes=30)), "stuck") == ["b"]
+    assert names(
+        checks.run(
+            snap([node("b", provision_state="clean wait", provision_updated_at=young)]), Policy(stuck_after_minutes=30)
+        ),
+        "stuck",
+    ) == ["b"]
 
 
 def test_dirty_port_looks_at_every_port_not_only_the_first() -> None:
-    ports = [{"node_uuid": "uuid-a", "address": "52:54:00:00:00:01", "internal_info": {}},
-             {"node_uuid": "uuid-a", "address": "52:54:00:00:00:02", "internal_info": {"tenant_vif_port_id": "v"}}]
+    ports = [
+        {"node_uuid": "uuid-a", "address": "52:54:00:00:00:01", "internal_info": {}},
+        {"node_uuid": "uuid-a", "address": "52:54:00:00:00:02", "internal_info": {"tenant_vif_port_id": "v"}},
+    ]
     report = checks.run(snap([node("a")], ports), Policy())
     assert names(report, "dirty-port") == ["a"]
     assert "52:54:00:00:00:02 -> VIF v" in report.findings[0].detail
 
 
 def test_error_teardown_only_for_teardown_errors() -> None:
-    report = checks.run(snap([node("a", provision_state="error", last_error="Failed to tear down: x"),
-                              node("b", provision_state="error", last_error="Some other error")]), Policy())
+    report = checks.run(
+        snap(
+            [
+                node("a", provision_state="error", last_error="Failed to tear down: x"),
+                node("b", provision_state="error", last_error="Some other error"),
+            ]
+        ),
+        Policy(),
+    )
     assert names(report, "error-teardown") == ["a"]
 
 
 def test_maintenance_set_by_ironic_or_hammersmith_is_not_an_operators() -> None:
     policy = Policy()
-    assert hands_off(node("a", maintenance=True, maintenance_reason="disk swap (bob)"), policy) == \
-        "operator maintenance: disk swap (bob)"
+    assert (
+        hands_off(node("a", maintenance=True, maintenance_reason="disk swap (bob)"), policy)
+        == "operator maintenance: disk swap (bob)"
+    )
     assert hands_off(node("b", maintenance=True, fault="clean failure", maintenance_reason="x"), policy) is None
     assert hands_off(node("c", maintenance=True, maintenance_reason="hammersmith: gave up"), policy) is None
     assert hands_off(node("d", provision_state="active", instance_uuid="i-1"), policy) == "user instance i-1"

@@ -25,7 +25,9 @@ STOP_SECONDS = 15.0
 def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
     if not found:
-        pytest.fail("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: run apt-get install -y postgresql")
+        pytest.fail(
+            "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: run apt-get install -y postgresql"
+        )
     return found[-1].parent
 
 
@@ -99,18 +101,52 @@ def postgres_url() -> Iterator[str]:
     server: subprocess.Popen[bytes] | None = None
     try:
         initdb = subprocess.run(
-            _as_postgres([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8", "--no-sync",
-                          "--auth-local=trust", "--auth-host=trust"]),
-            cwd=tmp, capture_output=True, text=True, timeout=120,
+            _as_postgres(
+                [
+                    str(pg_bin / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--auth-local=trust",
+                    "--auth-host=trust",
+                ]
+            ),
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if initdb.returncode != 0:
             pytest.fail(f"initdb failed ({initdb.returncode}):\n{initdb.stdout}\n{initdb.stderr}")
         port = _free_port()
         with log.open("wb") as out:
             server = subprocess.Popen(
-                _as_postgres([str(pg_bin / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-                              "-k", str(sockets), "-c", "fsync=off", "-c", "full_page_writes=off"]),
-                cwd=tmp, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                _as_postgres(
+                    [
+                        str(pg_bin / "postgres"),
+                        "-D",
+                        str(data),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-k",
+                        str(sockets),
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "full_page_writes=off",
+                    ]
+                ),
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         conninfo = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
         _wait_ready(server, conninfo, log)

@@ -82,10 +82,18 @@ def test_failed_session_writes_nothing(store_url: str) -> None:
     try:
         with pytest.raises(RuntimeError, match="mid-write"):
             with store.session() as session:
-                session.add(Snapshot(
-                    site="lab", started_at=START, finished_at=START, duration_seconds=0.0, complete=True,
-                    incomplete_services=[], requests={}, counts={},
-                ))
+                session.add(
+                    Snapshot(
+                        site="lab",
+                        started_at=START,
+                        finished_at=START,
+                        duration_seconds=0.0,
+                        complete=True,
+                        incomplete_services=[],
+                        requests={},
+                        counts={},
+                    )
+                )
                 session.flush()
                 raise RuntimeError("mid-write")
         assert store.recent_snapshots() == []

@@ -85,8 +85,11 @@ def test_operator_maintenance_alone_and_combined(testbed: Testbed, demo_faults: 
 
 
 def test_inject_by_node_and_by_count(testbed: Testbed, demo_faults: dict[str, list[str]]) -> None:
-    free = sorted(n.name for n in testbed.conn.baremetal.nodes(details=True)
-                  if n.provision_state == "available" and not n.is_maintenance and n.name not in demo_faults)
+    free = sorted(
+        n.name
+        for n in testbed.conn.baremetal.nodes(details=True)
+        if n.provision_state == "available" and not n.is_maintenance and n.name not in demo_faults
+    )
     result = hammersmith("testbed", "inject", "dirty-port", "--node", free[-1], "--json", cwd=testbed.workdir)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {free[-1]: ["dirty-port"]}

@@ -9,10 +9,9 @@ from pathlib import Path
 import yaml
 
 from hammersmith import config
-from hammersmith.testbed import process
+from hammersmith.testbed import lifecycle, process
 from hammersmith.testbed.fleet import RESOURCE_CLASSES
 from hammersmith.testbed.ironic import CLOUD_NAME, Ironic
-from hammersmith.testbed import lifecycle
 from tests.conftest import TESTBED_NODES, Testbed, hammersmith
 
 

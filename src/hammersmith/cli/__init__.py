@@ -13,10 +13,14 @@ from rich.console import Console
 
 from hammersmith import __version__
 from hammersmith import config as config_mod
-from hammersmith.errors import ConfigError, ConfigProblem, HammersmithError
+from hammersmith.errors import ConfigError, HammersmithError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Operations autopilot for OpenStack bare-metal testbeds.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Operations autopilot for OpenStack bare-metal testbeds.",
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -38,8 +42,10 @@ def emit_json(payload: Any) -> None:
 
 @app.callback()
 def _root(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file (else $HAMMERSMITH_CONFIG, "
-                                                "else ./hammersmith.yaml).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config file (else $HAMMERSMITH_CONFIG, else ./hammersmith.yaml)."),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     OPTIONS.debug = debug
@@ -96,8 +102,14 @@ def check(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     result = cycle.run(settings, settings.site(site)[0])
     snap, report = result.snapshot, result.report
     if as_json:
-        emit_json({"snapshot": snap.summary(), "findings": [f.to_dict() for f in report.findings],
-                   "hands_off": report.hands_off, "not_evaluated": report.skipped})
+        emit_json(
+            {
+                "snapshot": snap.summary(),
+                "findings": [f.to_dict() for f in report.findings],
+                "hands_off": report.hands_off,
+                "not_evaluated": report.skipped,
+            }
+        )
     else:
         render.findings(console, report)
     if snap.incomplete:
@@ -109,9 +121,11 @@ class IncompleteSnapshot(HammersmithError):
 
     def __init__(self, snap: Any) -> None:
         errors = "; ".join(f"{s}: {snap.services[s].error}" for s in snap.incomplete)
-        super().__init__(f"snapshot of site {snap.site!r} is incomplete: {errors}",
-                         hint="check that the service is up and reachable from here; "
-                         "nothing acts on a service whose data is incomplete")
+        super().__init__(
+            f"snapshot of site {snap.site!r} is incomplete: {errors}",
+            hint="check that the service is up and reachable from here; "
+            "nothing acts on a service whose data is incomplete",
+        )
 
 
 def _register_subcommands() -> None:

@@ -34,14 +34,26 @@ def demo(
         if not keep:
             lifecycle.down(Path.cwd())
     if as_json:
-        emit_json({"testbed": {"url": state.url, "pid": state.pid, "up_seconds": round(seconds, 2),
-                               "inject_seconds": round(inject_seconds, 2), "faults": injected},
-                   "snapshot": result.snapshot.summary(),
-                   "findings": [f.to_dict() for f in result.report.findings], "hands_off": result.report.hands_off})
+        emit_json(
+            {
+                "testbed": {
+                    "url": state.url,
+                    "pid": state.pid,
+                    "up_seconds": round(seconds, 2),
+                    "inject_seconds": round(inject_seconds, 2),
+                    "faults": injected,
+                },
+                "snapshot": result.snapshot.summary(),
+                "findings": [f.to_dict() for f in result.report.findings],
+                "hands_off": result.report.hands_off,
+            }
+        )
         return
     console.print(f"testbed up in {seconds:.1f} s, {len(injected)} nodes broken in {inject_seconds:.1f} s")
     render.snapshot_summary(console, result.snapshot.summary())
     render.findings(console, result.report)
     if keep:
-        console.print(f"The testbed is still running at {state.url}. Try [bold]hammersmith check[/], "
-                      "[bold]hammersmith testbed status[/]; stop it with [bold]hammersmith testbed down[/].")
+        console.print(
+            f"The testbed is still running at {state.url}. Try [bold]hammersmith check[/], "
+            "[bold]hammersmith testbed status[/]; stop it with [bold]hammersmith testbed down[/]."
+        )

@@ -18,12 +18,20 @@ def snapshot_summary(console: Console, summary: dict[str, Any]) -> None:
         services.add_column(column, justify="right" if column in ("requests", "seconds") else "left")
     for name, read in summary["services"].items():
         style = STATUS_STYLE[read["status"]]
-        services.add_row(name, f"[{style}]{read['status']}[/]", str(summary["requests"].get(name, 0)),
-                         f"{read['seconds']:.2f}", read["error"] or "")
+        services.add_row(
+            name,
+            f"[{style}]{read['status']}[/]",
+            str(summary["requests"].get(name, 0)),
+            f"{read['seconds']:.2f}",
+            read["error"] or "",
+        )
     console.print(services)
     nodes = summary["nodes"]
-    for key, title in (("provision_state", "provision state"), ("maintenance", "maintenance"),
-                       ("resource_class", "resource class")):
+    for key, title in (
+        ("provision_state", "provision state"),
+        ("maintenance", "maintenance"),
+        ("resource_class", "resource class"),
+    ):
         table = Table(title=f"{nodes['total']} nodes by {title}")
         table.add_column(title)
         table.add_column("nodes", justify="right")

@@ -22,8 +22,16 @@ app = typer.Typer(no_args_is_help=True, help="A local real Ironic (fake hardware
 @contextmanager
 def progress_steps(quiet: bool) -> Iterator[lifecycle.Step]:
     """A Rich progress display whose steps the testbed code starts one after another."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, disable=quiet, transient=False) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    ) as progress:
         current: list[int] = []
 
         def step(description: str, total: int | None) -> Callable[[int], None]:
@@ -57,8 +65,10 @@ def up(
     if as_json:
         emit_json({"url": state.url, "pid": state.pid, "nodes": state.nodes, "seconds": round(seconds, 2)})
     else:
-        console.print(f"[green]testbed up[/] at {state.url} (PID {state.pid}) with {state.nodes} nodes "
-                      f"in {seconds:.1f} s; clouds.yaml and hammersmith.yaml written to {Path.cwd()}")
+        console.print(
+            f"[green]testbed up[/] at {state.url} (PID {state.pid}) with {state.nodes} nodes "
+            f"in {seconds:.1f} s; clouds.yaml and hammersmith.yaml written to {Path.cwd()}"
+        )
 
 
 @app.command()
@@ -88,15 +98,18 @@ def down(as_json: JsonOpt = False) -> None:
     """Stop the testbed's Ironic by its PID (its data stays until the next `up`)."""
     state = lifecycle.down(Path.cwd())
     emit_json({"stopped": state is not None}) if as_json else console.print(
-        "testbed stopped" if state else "no testbed here")
+        "testbed stopped" if state else "no testbed here"
+    )
 
 
 @app.command()
 def faults(as_json: JsonOpt = False) -> None:
     """List the faults `testbed inject` can produce."""
     if as_json:
-        emit_json([{"name": f.name, "summary": f.summary, "hands_off": f.hands_off} for f in FAULTS.values()]
-                  + [{"scenario": name, "faults": steps} for name, steps in SCENARIOS.items()])
+        emit_json(
+            [{"name": f.name, "summary": f.summary, "hands_off": f.hands_off} for f in FAULTS.values()]
+            + [{"scenario": name, "faults": steps} for name, steps in SCENARIOS.items()]
+        )
         return
     table = Table("fault", "what it produces", "a tool must")
     for f in FAULTS.values():
@@ -110,7 +123,10 @@ def inject(
     fault: Annotated[str | None, typer.Argument(help="Fault name (see `testbed faults`).")] = None,
     node: Annotated[str | None, typer.Option("--node", help="Node name to break.")] = None,
     count: Annotated[int, typer.Option("--count", "-k", min=1, help="Break K healthy nodes.")] = 1,
-    combine: Annotated[str | None, typer.Option("--with", help="Apply this fault first (e.g. operator-maintenance --with error-teardown).")] = None,
+    combine: Annotated[
+        str | None,
+        typer.Option("--with", help="Apply this fault first (e.g. operator-maintenance --with error-teardown)."),
+    ] = None,
     scenario: Annotated[str | None, typer.Option("--scenario", help="Apply a named mixed set (demo).")] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import openstack
@@ -88,7 +88,8 @@ class SiteConnection:
         config = self.conn.config
         try:
             if not config.get_endpoint(service_type) and not self.conn.session.get_endpoint(
-                service_type=service_type, interface=config.get_interface(service_type),
+                service_type=service_type,
+                interface=config.get_interface(service_type),
                 region_name=config.get_region_name(service_type),
             ):
                 return None
@@ -115,6 +116,11 @@ def cloud_problems(settings: Settings, path: Path) -> list[ConfigProblem]:
         try:
             openstack.config.OpenStackConfig().get_one(cloud=site.cloud)
         except sdk_exc.ConfigException as exc:
-            problems.append(ConfigProblem(str(path), lines.get(("sites", name, "cloud"), 1),
-                                          f"site {name!r}: cloud {site.cloud!r} is not in clouds.yaml ({exc})"))
+            problems.append(
+                ConfigProblem(
+                    str(path),
+                    lines.get(("sites", name, "cloud"), 1),
+                    f"site {name!r}: cloud {site.cloud!r} is not in clouds.yaml ({exc})",
+                )
+            )
     return problems

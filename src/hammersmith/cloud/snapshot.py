@@ -106,8 +106,10 @@ class Snapshot:
             "started_at": self.started_at.isoformat(),
             "duration_seconds": round(self.duration, 3),
             "complete": not self.incomplete,
-            "services": {s: {"status": r.status, "error": r.error, "seconds": round(r.seconds, 3)}
-                         for s, r in sorted(self.services.items())},
+            "services": {
+                s: {"status": r.status, "error": r.error, "seconds": round(r.seconds, 3)}
+                for s, r in sorted(self.services.items())
+            },
             "requests": dict(sorted(self.requests.items())),
             "counts": {name: len(items) for name, items in self.data.items() if items is not None},
             "nodes": {
@@ -175,20 +177,30 @@ def take(site: SiteConnection) -> Snapshot:
     try:
         site.conn.session.get_token()
     except ks_exc.ClientException as exc:
-        raise CloudError(f"site {site.name!r}: login failed: {_reason(exc)}",
-                         hint="check the credentials and auth_url in clouds.yaml") from None
+        raise CloudError(
+            f"site {site.name!r}: login failed: {_reason(exc)}",
+            hint="check the credentials and auth_url in clouds.yaml",
+        ) from None
     clients = {st: site.adapter(st) for st in {listing.service_type for listing in LISTINGS}}
     if clients["baremetal"] is None:
-        raise CloudError(f"site {site.name!r}: the catalog has no baremetal (Ironic) endpoint",
-                         hint="hammersmith needs Ironic; set baremetal_endpoint_override in clouds.yaml if it is not in the catalog")
-    services: dict[str, ServiceRead] = {SERVICES[st]: ServiceRead() if c else ServiceRead("absent")
-                                        for st, c in clients.items()}
+        raise CloudError(
+            f"site {site.name!r}: the catalog has no baremetal (Ironic) endpoint",
+            hint="hammersmith needs Ironic; set baremetal_endpoint_override in clouds.yaml if it is not in the catalog",
+        )
+    services: dict[str, ServiceRead] = {
+        SERVICES[st]: ServiceRead() if c else ServiceRead("absent") for st, c in clients.items()
+    }
     wanted = [listing for listing in LISTINGS if clients[listing.service_type] is not None]
 
     def run(listing: Listing) -> tuple[Listing, list[dict[str, Any]] | None, str | None, float]:
         t0 = time.perf_counter()
         try:
-            return listing, _fetch(clients[listing.service_type], listing, site.site.page_size), None, time.perf_counter() - t0
+            return (
+                listing,
+                _fetch(clients[listing.service_type], listing, site.site.page_size),
+                None,
+                time.perf_counter() - t0,
+            )
         except ListingFailed as exc:
             return listing, None, str(exc), time.perf_counter() - t0
 

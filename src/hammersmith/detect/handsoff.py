@@ -10,11 +10,26 @@ from typing import Any
 from hammersmith.config import Policy
 
 #: provision states in which Ironic itself is working on the node
-TRANSIENT_STATES = frozenset({
-    "deploying", "wait call-back", "deleting", "cleaning", "clean wait", "verifying", "inspecting",
-    "inspect wait", "rescuing", "rescue wait", "unrescuing", "adopting", "servicing", "service wait",
-    "rebuilding", "unprovisioning",
-})
+TRANSIENT_STATES = frozenset(
+    {
+        "deploying",
+        "wait call-back",
+        "deleting",
+        "cleaning",
+        "clean wait",
+        "verifying",
+        "inspecting",
+        "inspect wait",
+        "rescuing",
+        "rescue wait",
+        "unrescuing",
+        "adopting",
+        "servicing",
+        "service wait",
+        "rebuilding",
+        "unprovisioning",
+    }
+)
 #: prefix of every maintenance reason hammersmith itself writes
 OWN_REASON_PREFIX = "hammersmith"
 

@@ -72,6 +72,9 @@ class Store:
                 hint="point state_dir (or store_url) at a directory this user may write",
             ) from None
         try:
+            # an unreachable PostgreSQL host must fail a cycle in seconds, not after the OS TCP timeout
+            if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+                parsed = parsed.update_query_dict({"connect_timeout": "10"})
             self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
         except (ArgumentError, ImportError) as exc:
             raise StoreError(
@@ -86,10 +89,14 @@ class Store:
         except (SQLAlchemyError, CommandError, OSError) as exc:
             self.engine.dispose()
             hint = (
-                "check that the file's directory exists and this user may write it" if db_file
-                else "check that the database server is running and reachable, and the user, password and database in store_url"
+                "check that the file's directory exists and this user may write it"
+                if db_file
+                else "check that the database server is running and reachable, "
+                "and the user, password and database in store_url"
             )
-            raise StoreError(f"cannot open or migrate the state database {shown}: {_reason(exc, password)}", hint=hint) from None
+            raise StoreError(
+                f"cannot open or migrate the state database {shown}: {_reason(exc, password)}", hint=hint
+            ) from None
 
     def _migrate(self) -> None:
         config = Config()
@@ -117,8 +124,14 @@ class Store:
     ) -> int:
         """Store one collection run; return its id."""
         row = Snapshot(
-            site=site, started_at=started_at, finished_at=finished_at, duration_seconds=duration_seconds,
-            complete=complete, incomplete_services=list(incomplete_services), requests=dict(requests), counts=dict(counts),
+            site=site,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_seconds=duration_seconds,
+            complete=complete,
+            incomplete_services=list(incomplete_services),
+            requests=dict(requests),
+            counts=dict(counts),
         )
         with self.session() as session:
             session.add(row)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import JSON, DateTime, Dialect, Double, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -21,12 +21,12 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value.isoformat()}: pass a timezone-aware one")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -66,7 +66,13 @@ class SnapshotRow:
     @classmethod
     def of(cls, row: Snapshot) -> SnapshotRow:
         return cls(
-            id=row.id, site=row.site, started_at=row.started_at, finished_at=row.finished_at,
-            duration_seconds=row.duration_seconds, complete=row.complete,
-            incomplete_services=list(row.incomplete_services), requests=dict(row.requests), counts=dict(row.counts),
+            id=row.id,
+            site=row.site,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            duration_seconds=row.duration_seconds,
+            complete=row.complete,
+            incomplete_services=list(row.incomplete_services),
+            requests=dict(row.requests),
+            counts=dict(row.counts),
         )

@@ -38,7 +38,9 @@ class Fault:
 FAULTS: dict[str, Fault] = {}
 
 
-def fault(name: str, summary: str, hands_off: bool = False) -> Callable[[Callable[[Injector, str], None]], Callable[[Injector, str], None]]:
+def fault(
+    name: str, summary: str, hands_off: bool = False
+) -> Callable[[Callable[[Injector, str], None]], Callable[[Injector, str], None]]:
     """Register a fault; `hands_off` marks the cases a tool must leave alone."""
 
     def register(func: Callable[[Injector, str], None]) -> Callable[[Injector, str], None]:
@@ -98,12 +100,15 @@ class Injector:
     def pick(self, count: int) -> list[str]:
         """The first `count` healthy available nodes that carry no fault yet."""
         free = sorted(
-            n.name for n in self.bm.nodes(details=True)
+            n.name
+            for n in self.bm.nodes(details=True)
             if n.provision_state == "available" and not n.is_maintenance and n.name not in self.state.faults
         )
         if len(free) < count:
-            raise TestbedError(f"only {len(free)} healthy available nodes left, {count} needed",
-                               hint="run 'hammersmith testbed up --nodes N' with more nodes")
+            raise TestbedError(
+                f"only {len(free)} healthy available nodes left, {count} needed",
+                hint="run 'hammersmith testbed up --nodes N' with more nodes",
+            )
         return free[:count]
 
     def inject(self, name: str, nodes: list[str], combine: str | None = None) -> None:
@@ -127,8 +132,11 @@ def error_teardown(inj: Injector, node: str) -> None:
     inj.bm.update_node(node, network_interface="flat")
     inj.deploy(node, display_name=f"experiment-{node}")
     inj.wait(node, "active")
-    inj.sql("UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
-            json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}), node)
+    inj.sql(
+        "UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
+        json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}),
+        node,
+    )
     # Ironic's Neutron endpoint is a dead port, so the VIF detach in tear down fails
     inj.bm.set_node_provision_state(node, "deleted", wait=False)
     inj.wait(node, "error")
@@ -148,8 +156,12 @@ def deploy_failed(inj: Injector, node: str) -> None:
 def clean_failed(inj: Injector, node: str) -> None:
     inj.bm.set_node_provision_state(node, "manage", wait=False)
     inj.wait(node, "manageable")
-    inj.bm.set_node_provision_state(node, "clean", wait=False, clean_steps=[
-        {"interface": "bios", "step": "apply_configuration", "args": {"settings": [{"bogus": 1}]}}])
+    inj.bm.set_node_provision_state(
+        node,
+        "clean",
+        wait=False,
+        clean_steps=[{"interface": "bios", "step": "apply_configuration", "args": {"settings": [{"bogus": 1}]}}],
+    )
     inj.wait(node, "clean failed")
 
 
@@ -164,8 +176,11 @@ def stuck_deploying(inj: Injector, node: str) -> None:
 
 @fault("dirty-port", "available, but its port keeps a stale tenant_vif_port_id in internal_info")
 def dirty_port(inj: Injector, node: str) -> None:
-    inj.sql("UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
-            json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}), node)
+    inj.sql(
+        "UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
+        json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}),
+        node,
+    )
 
 
 @fault("maintenance-no-reason", "maintenance set without a reason")

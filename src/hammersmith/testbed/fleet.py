@@ -18,8 +18,13 @@ Progress = Callable[[int], None]
 
 def connect(url: str) -> Connection:
     """An SDK connection straight to the testbed's noauth Ironic (no clouds.yaml needed)."""
-    return openstack.connect(load_yaml_config=False, load_envvars=False, auth_type="none",
-                             baremetal_endpoint_override=url, baremetal_api_version="1")
+    return openstack.connect(
+        load_yaml_config=False,
+        load_envvars=False,
+        auth_type="none",
+        baremetal_endpoint_override=url,
+        baremetal_api_version="1",
+    )
 
 
 def node_name(index: int) -> str:
@@ -33,20 +38,27 @@ def mac(index: int) -> str:
 def _enrol_one(conn: Connection, index: int) -> str:
     rc = RESOURCE_CLASSES[(index - 1) % len(RESOURCE_CLASSES)]
     node = conn.baremetal.create_node(
-        name=node_name(index), driver="fake-hardware", resource_class=rc,
-        deploy_interface="fake", network_interface="noop",
+        name=node_name(index),
+        driver="fake-hardware",
+        resource_class=rc,
+        deploy_interface="fake",
+        network_interface="noop",
         properties={"cpus": 48, "memory_mb": 196608, "local_gb": 240, "cpu_arch": "x86_64"},
     )
     conn.baremetal.create_port(
-        node_id=node.id, address=mac(index), pxe_enabled=True, physical_network="physnet1",
+        node_id=node.id,
+        address=mac(index),
+        pxe_enabled=True,
+        physical_network="physnet1",
         local_link_connection={"switch_id": "00:11:22:33:44:55", "port_id": f"Eth1/{index}", "switch_info": "sw1"},
     )
     conn.baremetal.set_node_provision_state(node.id, "manage", wait=False)
     return node.id
 
 
-def wait_for(conn: Connection, names: Iterable[str], states: set[str], timeout: float,
-             progress: Progress | None = None) -> dict[str, dict]:
+def wait_for(
+    conn: Connection, names: Iterable[str], states: set[str], timeout: float, progress: Progress | None = None
+) -> dict[str, dict]:
     """Poll one list call until every named node is in one of `states`; fail on a *failed* state."""
     wanted = set(names)
     deadline = time.monotonic() + timeout
@@ -57,7 +69,9 @@ def wait_for(conn: Connection, names: Iterable[str], states: set[str], timeout: 
             progress(len(done))
         if len(done) == len(wanted):
             return nodes
-        failed = [n for n in nodes.values() if n["provision_state"].endswith("failed") or n["provision_state"] == "error"]
+        failed = [
+            n for n in nodes.values() if n["provision_state"].endswith("failed") or n["provision_state"] == "error"
+        ]
         if failed and not any(s.endswith("failed") or s == "error" for s in states):
             n = failed[0]
             raise TestbedError(f"node {n['name']} went to {n['provision_state']}: {n.get('last_error')}")
@@ -69,7 +83,11 @@ def wait_for(conn: Connection, names: Iterable[str], states: set[str], timeout: 
 
 def list_nodes(conn: Connection, light: bool = False) -> list[dict]:
     """Every node as a plain dict, one paginated list call; `light` asks only what waits need."""
-    nodes = conn.baremetal.nodes(fields=["name", "provision_state", "last_error"]) if light else conn.baremetal.nodes(details=True)
+    nodes = (
+        conn.baremetal.nodes(fields=["name", "provision_state", "last_error"])
+        if light
+        else conn.baremetal.nodes(details=True)
+    )
     return [n.to_dict(computed=False) for n in nodes]
 
 

@@ -176,8 +176,11 @@ class Ironic:
 
     def write_config(self, port: int, deploy_delay: int = 0, bios_delay: int = 0) -> Path:
         conf = self.dir / "ironic.conf"
-        conf.write_text(CONF_TEMPLATE.format(dir=self.dir, port=port, dead_neutron=DEAD_NEUTRON,
-                                             deploy_delay=deploy_delay, bios_delay=bios_delay))
+        conf.write_text(
+            CONF_TEMPLATE.format(
+                dir=self.dir, port=port, dead_neutron=DEAD_NEUTRON, deploy_delay=deploy_delay, bios_delay=bios_delay
+            )
+        )
         return conf
 
     def create_schema(self, port: int) -> None:
@@ -187,8 +190,12 @@ class Ironic:
         template = venv_dir() / "empty-ironic.sqlite"
         if not template.exists():
             conf = self.write_config(port)
-            result = subprocess.run([self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"],
-                                    capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                [self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
             if result.returncode:
                 raise TestbedError("ironic-dbsync create_schema failed", hint=result.stderr[-2000:])
             shutil.copyfile(self.db, template.with_suffix(".tmp"))
@@ -198,8 +205,9 @@ class Ironic:
     def start(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, timeout: float = 60.0) -> None:
         """Start Ironic and wait until the API answers and the conductor has registered fake-hardware."""
         if port_in_use(state.port):
-            raise TestbedError(f"port {state.port} on 127.0.0.1 is already in use",
-                               hint="stop what listens there, or pass --port")
+            raise TestbedError(
+                f"port {state.port} on 127.0.0.1 is already in use", hint="stop what listens there, or pass --port"
+            )
         conf = self.write_config(state.port, deploy_delay, bios_delay)
         state.pid = process.start([self._bin("ironic"), "--config-file", str(conf)], self.log, self.dir)
         self.save_state(state)
@@ -210,7 +218,9 @@ class Ironic:
                     raise TestbedError("Ironic exited during start-up", hint=process.tail(self.log))
                 try:
                     drivers = http.get("/v1/drivers", headers={"X-OpenStack-Ironic-API-Version": "1.1"})
-                    if drivers.status_code == 200 and any(d["name"] == "fake-hardware" for d in drivers.json()["drivers"]):
+                    if drivers.status_code == 200 and any(
+                        d["name"] == "fake-hardware" for d in drivers.json()["drivers"]
+                    ):
                         return
                 except httpx.TransportError:
                     pass

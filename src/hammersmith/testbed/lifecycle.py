@@ -13,7 +13,15 @@ from hammersmith.errors import TestbedError
 from hammersmith.testbed import fleet, process
 from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
 from hammersmith.testbed.ironic import (
-    CLOUD_NAME, IRONIC_VERSION, SITE_NAME, Ironic, State, ensure_venv, free_port, port_in_use, venv_dir,
+    CLOUD_NAME,
+    IRONIC_VERSION,
+    SITE_NAME,
+    Ironic,
+    State,
+    ensure_venv,
+    free_port,
+    port_in_use,
+    venv_dir,
 )
 
 MARKER = "# written by 'hammersmith testbed up'"
@@ -30,8 +38,10 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step) -> State:
     ironic = Ironic(testbed_dir(workdir))
     previous = ironic.load_state()
     if previous and process.alive(previous.pid):
-        raise TestbedError(f"a testbed is already running here (PID {previous.pid}, {previous.url})",
-                           hint="'hammersmith testbed down' first, or use it as it is")
+        raise TestbedError(
+            f"a testbed is already running here (PID {previous.pid}, {previous.url})",
+            hint="'hammersmith testbed down' first, or use it as it is",
+        )
     step(f"installing Ironic {IRONIC_VERSION} into {venv_dir()} (first run only)", None)(0)
     ensure_venv()
     state = State(port=port or 6385)
@@ -93,8 +103,13 @@ def status(workdir: Path) -> dict[str, Any]:
     state = ironic.load_state()
     if not state:
         return {"running": False, "directory": str(ironic.dir)}
-    result: dict[str, Any] = {"running": process.alive(state.pid), "pid": state.pid, "url": state.url,
-                              "directory": str(ironic.dir), "faults": state.faults}
+    result: dict[str, Any] = {
+        "running": process.alive(state.pid),
+        "pid": state.pid,
+        "url": state.url,
+        "directory": str(ironic.dir),
+        "faults": state.faults,
+    }
     if result["running"]:
         nodes = fleet.list_nodes(fleet.connect(state.url))
         result["nodes"] = len(nodes)
@@ -110,8 +125,14 @@ def down(workdir: Path) -> State | None:
     return state
 
 
-def inject(workdir: Path, fault: str | None = None, node: str | None = None, count: int = 1,
-           combine: str | None = None, scenario: str | None = None) -> dict[str, list[str]]:
+def inject(
+    workdir: Path,
+    fault: str | None = None,
+    node: str | None = None,
+    count: int = 1,
+    combine: str | None = None,
+    scenario: str | None = None,
+) -> dict[str, list[str]]:
     """Inject a fault (on a named node or K picked ones), or a whole scenario; return node -> faults."""
     ironic, state = running(workdir)
     injector = Injector(fleet.connect(state.url), ironic, state)

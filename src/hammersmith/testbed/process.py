@@ -15,8 +15,13 @@ def start(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = No
     """Start argv in its own session (so its workers die with it) and return the PID."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, **(env or {})},
+            argv,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     return proc.pid
 

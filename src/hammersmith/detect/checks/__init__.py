@@ -33,9 +33,15 @@ class Finding:
     hands_off: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "node": self.node_name, "node_uuid": self.node_uuid, "summary": self.summary,
-                "detail": self.detail, "since": self.since.isoformat() if self.since else None,
-                "hands_off": self.hands_off}
+        return {
+            "check": self.check,
+            "node": self.node_name,
+            "node_uuid": self.node_uuid,
+            "summary": self.summary,
+            "detail": self.detail,
+            "since": self.since.isoformat() if self.since else None,
+            "hands_off": self.hands_off,
+        }
 
 
 CheckFunc = Callable[[Snapshot, Policy], Iterator[Finding]]
@@ -76,8 +82,7 @@ def node_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def finding(check_name: str, node: dict[str, Any], summary: str, detail: str = "",
-            since: str | None = None) -> Finding:
+def finding(check_name: str, node: dict[str, Any], summary: str, detail: str = "", since: str | None = None) -> Finding:
     return Finding(check_name, node["uuid"], node.get("name") or node["uuid"], summary, detail, node_time(since))
 
 
@@ -100,7 +105,5 @@ def run(snapshot: Snapshot, policy: Policy) -> Report:
         findings.extend(chk.func(snapshot, policy))
     by_uuid = {n["uuid"]: n for n in snapshot.nodes}
     left_alone = {n.get("name") or n["uuid"]: reason for n in snapshot.nodes if (reason := hands_off(n, policy))}
-    findings = [
-        Finding(**{**f.__dict__, "hands_off": hands_off(by_uuid[f.node_uuid], policy)}) for f in findings
-    ]
+    findings = [Finding(**{**f.__dict__, "hands_off": hands_off(by_uuid[f.node_uuid], policy)}) for f in findings]
     return Report(sorted(findings, key=lambda f: (f.node_name, f.check)), left_alone, skipped)

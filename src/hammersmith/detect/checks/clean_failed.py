@@ -12,5 +12,6 @@ def clean_failed(snapshot: Snapshot, policy: Policy) -> Iterator[Finding]:
     """Node in `clean failed`: out of the pool until an operator or hammer retries cleaning."""
     for node in snapshot.nodes:
         if node["provision_state"] == "clean failed":
-            yield finding("clean-failed", node, "cleaning failed", node.get("last_error") or "",
-                          node.get("provision_updated_at"))
+            yield finding(
+                "clean-failed", node, "cleaning failed", node.get("last_error") or "", node.get("provision_updated_at")
+            )

@@ -12,5 +12,9 @@ def maintenance_no_reason(snapshot: Snapshot, policy: Policy) -> Iterator[Findin
     """Node in maintenance with neither a reason nor an Ironic fault."""
     for node in snapshot.nodes:
         if node.get("maintenance") and not node.get("maintenance_reason") and not node.get("fault"):
-            yield finding("maintenance-no-reason", node, "in maintenance with no reason",
-                          "ask who set it; record a reason or take the node out of maintenance")
+            yield finding(
+                "maintenance-no-reason",
+                node,
+                "in maintenance with no reason",
+                "ask who set it; record a reason or take the node out of maintenance",
+            )

@@ -17,6 +17,10 @@ def stuck(snapshot: Snapshot, policy: Policy) -> Iterator[Finding]:
         since = node_time(node.get("provision_updated_at") or node.get("updated_at"))
         if node["provision_state"] in TRANSIENT_STATES and since and snapshot.started_at - since > limit:
             minutes = int((snapshot.started_at - since).total_seconds() // 60)
-            yield finding("stuck", node, f"stuck in '{node['provision_state']}' for {minutes} min",
-                          f"target {node.get('target_provision_state')}; limit {policy.stuck_after_minutes} min",
-                          node.get("provision_updated_at"))
+            yield finding(
+                "stuck",
+                node,
+                f"stuck in '{node['provision_state']}' for {minutes} min",
+                f"target {node.get('target_provision_state')}; limit {policy.stuck_after_minutes} min",
+                node.get("provision_updated_at"),
+            )
