@@ -86,6 +86,18 @@ def finding(check_name: str, node: dict[str, Any], summary: str, detail: str = "
     return Finding(check_name, node["uuid"], node.get("name") or node["uuid"], summary, detail, node_time(since))
 
 
+def failed_state_check(name: str, state: str, summary: str, doc: str) -> CheckFunc:
+    """Register a check for nodes sitting in a failure provision state, reporting Ironic's last_error."""
+
+    def func(snapshot: Snapshot, policy: Policy) -> Iterator[Finding]:
+        for node in snapshot.nodes:
+            if node["provision_state"] == state:
+                yield finding(name, node, summary, node.get("last_error") or "", node.get("provision_updated_at"))
+
+    func.__doc__ = doc
+    return check(name)(func)
+
+
 @dataclass
 class Report:
     """Findings of all checks over one snapshot, plus what was left alone and what was not evaluated."""
