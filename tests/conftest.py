@@ -44,6 +44,10 @@ class Testbed:
     def node(self, name: str) -> dict:
         return self.conn.baremetal.get_node(name).to_dict(computed=False)
 
+    def node_raw(self, name: str) -> dict:
+        """The node as the API returns it (snapshot field names)."""
+        return self.conn.baremetal.get(f"/nodes/{name}", microversion="1.78").json()
+
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:

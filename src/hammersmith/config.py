@@ -27,6 +27,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Budget(_Strict):
+    """How often one hammer may act on one node before it gives up and escalates."""
+
+    attempts: int = Field(3, ge=1, le=100)
+    window_days: float = Field(7, gt=0, le=365)
+
+
+class RateLimit(_Strict):
+    """Actions one hammer may take, per sweep and per hour."""
+
+    per_sweep: int = Field(5, ge=0)
+    per_hour: int = Field(20, ge=0)
+
+
+class Breaker(_Strict):
+    """The fleet circuit breaker: too many planned actions means something bigger is wrong."""
+
+    max_percent: float = Field(20, gt=0, le=100, description="of the site's nodes, in one window")
+    max_actions: int = Field(10, ge=1, description="absolute cap in one window")
+    window_minutes: int = Field(60, ge=1)
+
+
 class Policy(_Strict):
     """What counts as wrong at a site, and what hammersmith may do about it."""
 
@@ -36,6 +58,14 @@ class Policy(_Strict):
     )
     exempt_resource_classes: list[str] = Field(default_factory=list)
     hammers: dict[str, HammerMode] = Field(default_factory=dict, description="hammer name -> mode; unlisted: observe")
+    grace_minutes: float = Field(10, ge=0, description="objects changed more recently than this are not touched")
+    budget: Budget = Field(default_factory=Budget)
+    rate: RateLimit = Field(default_factory=RateLimit)
+    breaker: Breaker = Field(default_factory=Breaker)
+    lock_ttl_seconds: int = Field(600, ge=10)
+    maintenance_window_hours: float = Field(24, gt=0, description="hammersmith's own maintenance older than this")
+    inspect_after_days: float = Field(30, gt=0)
+    inspect_per_sweep: int = Field(2, ge=0)
 
     @field_validator("hammers", mode="before")
     @classmethod
@@ -44,6 +74,20 @@ class Policy(_Strict):
         if isinstance(hammers, dict):
             return {name: "off" if mode is False else mode for name, mode in hammers.items()}
         return hammers
+
+    @field_validator("hammers")
+    @classmethod
+    def _known_hammers(cls, hammers: dict[str, HammerMode]) -> dict[str, HammerMode]:
+        from hammersmith.react.hammers import load
+
+        known = load()
+        unknown = sorted(set(hammers) - set(known))
+        if unknown:
+            raise ValueError(f"unknown hammer(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return hammers
+
+    def mode(self, hammer: str) -> HammerMode:
+        return self.hammers.get(hammer, "observe")
 
 
 class Site(_Strict):
@@ -54,6 +98,8 @@ class Site(_Strict):
     timeout_seconds: float = Field(30.0, gt=0, le=600)
     page_size: int = Field(1000, ge=1, le=1000, description="items per list request (Ironic caps pages at 1000)")
     policy: Policy = Field(default_factory=Policy)
+    notify: list[str] = Field(default_factory=list, description="Apprise URLs (secrets: never logged)")
+    sweep_interval_seconds: int = Field(300, ge=5)
 
 
 class Settings(_Strict):

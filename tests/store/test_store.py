@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import StatementError
 
 from hammersmith.errors import StoreError
-from hammersmith.store import Store, open_store
+from hammersmith.store import MIGRATIONS, Store, open_store
 from hammersmith.store.models import Base, Snapshot
 
 CEST = timezone(timedelta(hours=2))
 START = datetime(2026, 5, 9, 14, 0, 0, 123456, tzinfo=CEST)
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def _record(store: Store, site: str = "lab", started_at: datetime = START) -> int:
@@ -40,7 +42,7 @@ def test_migrations_create_schema_and_are_idempotent(store_url: str) -> None:
     try:
         with store.engine.connect() as conn:
             assert {"snapshots", "alembic_version"} <= set(inspect(conn).get_table_names())
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
         store.close()

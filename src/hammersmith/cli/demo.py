@@ -1,35 +1,81 @@
-"""`hammersmith demo`: a fresh testbed, the demo faults, one snapshot, and what is wrong with which node."""
+"""`hammersmith demo`: a fresh testbed, the demo faults, what is wrong, then the hammers fixing it."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hammersmith import config as config_mod
 from hammersmith import cycle
 from hammersmith.cli import JsonOpt, console, emit_json, render
+from hammersmith.cli.react import opened, render_result
 from hammersmith.cli.testbed import bring_up
-from hammersmith.testbed import lifecycle
+from hammersmith.config import Settings
+from hammersmith.react import hammers as registry
+from hammersmith.react.sweep import Sweeper
+from hammersmith.testbed import fleet, lifecycle
+
+#: provision states the demo waits out between sweeps (Ironic working on what a hammer started)
+BUSY = {"deleting", "cleaning", "verifying", "deploying", "manageable"}
+SWEEPS = 3
+
+
+def demo_settings(settings: Settings, observe: bool) -> Settings:
+    """The testbed's config with every hammer in apply mode (unless --observe) and no grace period."""
+    site = settings.sites[lifecycle.SITE_NAME]
+    # stale-inspection would take healthy nodes out of the pool: it stays observe-only in the demo
+    modes = {name: ("observe" if observe or name == "stale-inspection" else "apply") for name in registry.load()}
+    policy = site.policy.model_copy(update={"hammers": modes, "grace_minutes": 0})
+    return settings.model_copy(update={"sites": {lifecycle.SITE_NAME: site.model_copy(update={"policy": policy})}})
+
+
+def settle(url: str, timeout: float = 45.0) -> None:
+    conn = fleet.connect(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(n["provision_state"] in BUSY for n in fleet.list_nodes(conn, light=True)):
+            return
+        time.sleep(1.0)
 
 
 def demo(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=20, max=2000)] = 30,
     keep: Annotated[bool, typer.Option("--keep/--down", help="Leave the testbed running to explore.")] = True,
+    observe: Annotated[bool, typer.Option("--observe", help="Hammers only say what they would do.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start the local testbed with injected faults and report what is wrong (read-only)."""
+    """Start the local testbed with injected faults, report what is wrong, and let the hammers fix it."""
     lifecycle.down(Path.cwd())
     state, seconds = bring_up(nodes, None, as_json)
+    sweeps: list[dict[str, Any]] = []
     try:
         t0 = time.perf_counter()
         with console.status("injecting the demo faults", spinner="dots"):
             injected = lifecycle.inject(Path.cwd(), scenario="demo")
         inject_seconds = time.perf_counter() - t0
-        settings = config_mod.load(Path.cwd() / "hammersmith.yaml")
-        result = cycle.run(settings, lifecycle.SITE_NAME)
+        settings = demo_settings(config_mod.load(Path.cwd() / "hammersmith.yaml"), observe)
+        before = cycle.run(settings, lifecycle.SITE_NAME)
+        if not as_json:
+            console.print(f"testbed up in {seconds:.1f} s, {len(injected)} nodes broken in {inject_seconds:.1f} s")
+            render.findings(console, before.report)
+        with opened(settings) as store:
+            sweeper = Sweeper(settings, lifecycle.SITE_NAME, store, trigger="demo")
+            try:
+                for _ in range(SWEEPS):
+                    result = sweeper.sweep(apply=True)
+                    sweeps.append({**result.summary(), "actions": result.actions})
+                    if not as_json:
+                        render_result(result)
+                    if not any(a["outcome"] == "succeeded" for a in result.actions):
+                        break
+                    with console.status("waiting for Ironic to finish what the hammers started", spinner="dots"):
+                        settle(state.url)
+            finally:
+                sweeper.close()
+        after = cycle.run(settings, lifecycle.SITE_NAME)
     finally:
         if not keep:
             lifecycle.down(Path.cwd())
@@ -43,17 +89,19 @@ def demo(
                     "inject_seconds": round(inject_seconds, 2),
                     "faults": injected,
                 },
-                "snapshot": result.snapshot.summary(),
-                "findings": [f.to_dict() for f in result.report.findings],
-                "hands_off": result.report.hands_off,
+                "snapshot": before.snapshot.summary(),
+                "findings": [f.to_dict() for f in before.report.findings],
+                "hands_off": before.report.hands_off,
+                "sweeps": sweeps,
+                "findings_after": [f.to_dict() for f in after.report.findings],
             }
         )
         return
-    console.print(f"testbed up in {seconds:.1f} s, {len(injected)} nodes broken in {inject_seconds:.1f} s")
-    render.snapshot_summary(console, result.snapshot.summary())
-    render.findings(console, result.report)
+    console.rule("after the hammers")
+    render.findings(console, after.report)
     if keep:
         console.print(
-            f"The testbed is still running at {state.url}. Try [bold]hammersmith check[/], "
-            "[bold]hammersmith testbed status[/]; stop it with [bold]hammersmith testbed down[/]."
+            f"The testbed is still running at {state.url}. Try [bold]hammersmith ledger[/], "
+            "[bold]hammersmith check[/], [bold]hammersmith testbed status[/]; "
+            "stop it with [bold]hammersmith testbed down[/]."
         )

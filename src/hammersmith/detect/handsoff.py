@@ -50,8 +50,10 @@ def hands_off(node: dict[str, Any], policy: Policy) -> str | None:
     if operator_maintenance(node):
         reason = node.get("maintenance_reason")
         return f"operator maintenance: {reason}" if reason else "operator maintenance (no reason given)"
-    if node.get("instance_uuid") and node.get("provision_state") == "active":
+    if node.get("instance_uuid"):
         return f"user instance {node['instance_uuid']}"
+    if node.get("allocation_uuid"):
+        return f"allocation {node['allocation_uuid']}"
     if node.get("reservation"):
         return f"locked by conductor {node['reservation']}"
     return None

@@ -20,9 +20,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hammersmith.errors import StoreError
-from hammersmith.store.models import Snapshot, SnapshotRow
+from hammersmith.store.ledger import LedgerMixin
+from hammersmith.store.models import ActionRow, BreakerRow, Snapshot, SnapshotRow, SweepRow
 
-__all__ = ["SnapshotRow", "Store", "open_store"]
+__all__ = ["ActionRow", "BreakerRow", "SnapshotRow", "Store", "SweepRow", "open_store"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 URL_HINT = "set store_url to an SQLAlchemy URL, e.g. sqlite:////var/lib/hammersmith/state.sqlite or postgresql+psycopg://user@host/db"
@@ -51,8 +52,8 @@ def _reason(exc: BaseException, password: str | None) -> str:
     return text.replace(password, "***") if password else text
 
 
-class Store:
-    """An engine on the state database, migrated to head on open."""
+class Store(LedgerMixin):
+    """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 
     def __init__(self, url: str, state_dir: Path | None = None) -> None:
         try:

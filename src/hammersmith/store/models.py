@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Double, String
+from sqlalchemy import JSON, DateTime, Dialect, Double, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -76,3 +77,170 @@ class SnapshotRow:
             requests=dict(row.requests),
             counts=dict(row.counts),
         )
+
+
+class Finding(Base):
+    """One thing a hammer's detector saw on one node, whether or not anything was done about it."""
+
+    __tablename__ = "findings"
+    __table_args__ = (Index("ix_findings_site_node_uuid", "site", "node_uuid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    hammer: Mapped[str] = mapped_column(String(64))
+    node_uuid: Mapped[str] = mapped_column(String(64))
+    node_name: Mapped[str | None] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sweep_id: Mapped[int | None]
+
+
+class Action(Base):
+    """The audit ledger: one row per planned, refused, attempted or settled remediation."""
+
+    __tablename__ = "actions"
+    __table_args__ = (
+        Index("ix_actions_site_node_uuid", "site", "node_uuid"),
+        Index("ix_actions_site_hammer_started_at", "site", "hammer", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    hammer: Mapped[str] = mapped_column(String(64))
+    node_uuid: Mapped[str] = mapped_column(String(64))
+    node_name: Mapped[str | None] = mapped_column(String(255))
+    trigger: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # none_as_null: "no state recorded" is SQL NULL, not the JSON text 'null'
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    planned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sweep_id: Mapped[int | None]
+    agent: Mapped[str | None] = mapped_column(String(255))
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    """A ledger row as read back: plain data, usable after its session has closed."""
+
+    id: int
+    site: str
+    hammer: str
+    node_uuid: str
+    node_name: str | None
+    trigger: str
+    mode: str
+    kind: str
+    params: dict[str, Any]
+    outcome: str
+    reason: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    error: str | None
+    planned_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    sweep_id: int | None
+    agent: str | None
+
+    @classmethod
+    def of(cls, row: Action) -> ActionRow:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: timestamps as ISO 8601 strings, everything else as stored."""
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+class Breaker(Base):
+    """A site's circuit breaker: while open, no hammer applies anything there until a human resets it."""
+
+    __tablename__ = "breakers"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reset_by: Mapped[str | None] = mapped_column(String(255))
+
+
+@dataclass(frozen=True)
+class BreakerRow:
+    site: str
+    state: str
+    reason: str
+    opened_at: datetime
+    reset_at: datetime | None
+    reset_by: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    @classmethod
+    def of(cls, row: Breaker) -> BreakerRow:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+class Lock(Base):
+    """A lease on one node, so two hammers or agents never act on it at once; expires if its holder dies."""
+
+    __tablename__ = "locks"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+KEY_LENGTH = 255
+
+
+class Notification(Base):
+    """A message already sent; the unique (site, key) makes sending it once a database guarantee."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("site", "key", name="uq_notifications_site_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Sweep(Base):
+    """One detect-and-react pass over a site."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (Index("ix_sweeps_site_started_at", "site", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ok: Mapped[bool]
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    id: int
+    site: str
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    summary: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Sweep) -> SweepRow:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})

@@ -89,6 +89,7 @@ status_code_retries = 0
 [fake]
 deploy_delay = {deploy_delay}
 bios_delay = {bios_delay}
+inspect_delay = {inspect_delay}
 """
 
 
@@ -174,11 +175,16 @@ class Ironic:
     def _bin(self, name: str) -> str:
         return str(venv_dir() / "bin" / name)
 
-    def write_config(self, port: int, deploy_delay: int = 0, bios_delay: int = 0) -> Path:
+    def write_config(self, port: int, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0) -> Path:
         conf = self.dir / "ironic.conf"
         conf.write_text(
             CONF_TEMPLATE.format(
-                dir=self.dir, port=port, dead_neutron=DEAD_NEUTRON, deploy_delay=deploy_delay, bios_delay=bios_delay
+                dir=self.dir,
+                port=port,
+                dead_neutron=DEAD_NEUTRON,
+                deploy_delay=deploy_delay,
+                bios_delay=bios_delay,
+                inspect_delay=inspect_delay,
             )
         )
         return conf
@@ -202,13 +208,15 @@ class Ironic:
             template.with_suffix(".tmp").replace(template)
         shutil.copyfile(template, self.db)
 
-    def start(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, timeout: float = 60.0) -> None:
+    def start(
+        self, state: State, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0, timeout: float = 60.0
+    ) -> None:
         """Start Ironic and wait until the API answers and the conductor has registered fake-hardware."""
         if port_in_use(state.port):
             raise TestbedError(
                 f"port {state.port} on 127.0.0.1 is already in use", hint="stop what listens there, or pass --port"
             )
-        conf = self.write_config(state.port, deploy_delay, bios_delay)
+        conf = self.write_config(state.port, deploy_delay, bios_delay, inspect_delay)
         state.pid = process.start([self._bin("ironic"), "--config-file", str(conf)], self.log, self.dir)
         self.save_state(state)
         deadline = time.monotonic() + timeout
@@ -233,7 +241,9 @@ class Ironic:
         state.pid = None
         self.save_state(state)
 
-    def restart(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, hard: bool = False) -> None:
-        """Restart with other fake delays; `hard` is a conductor crash (SIGKILL), as in production."""
+    def restart(
+        self, state: State, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0, hard: bool = False
+    ) -> None:
+        """Restart with other fake delays (slow hardware); `hard` is a conductor crash (SIGKILL)."""
         self.stop(state, hard=hard)
-        self.start(state, deploy_delay, bios_delay)
+        self.start(state, deploy_delay, bios_delay, inspect_delay)

@@ -49,6 +49,9 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step) -> State:
         state.port = free_port()
     step("creating Ironic's database", None)(0)
     ironic.create_schema(state.port)
+    # a new fleet has new node UUIDs: the old ledger, locks and breaker of the testbed site mean nothing
+    for stale in (workdir / ".hammersmith").glob("hammersmith.sqlite*"):
+        stale.unlink()
     step(f"starting Ironic on {state.url}", None)(0)
     ironic.start(state)
     try:

@@ -1,0 +1,201 @@
+"""`hammersmith sweep|run|ledger|breaker`: the hammers' agent and its audit trail."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hammersmith import config as config_mod
+from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json
+from hammersmith.config import Settings
+from hammersmith.react.sweep import Result, Sweeper
+from hammersmith.store import Store, open_store
+
+OUTCOME_STYLE = {
+    "succeeded": "green",
+    "failed": "bold red",
+    "refused": "yellow",
+    "observed": "cyan",
+    "escalated": "bold magenta",
+    "in_flight": "red",
+    "reconciled": "blue",
+}
+
+
+@contextmanager
+def opened(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings.effective_store_url, settings.state_dir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def render_result(result: Result) -> None:
+    table = Table(
+        title=f"Sweep of site '{result.site}' ({'apply' if result.apply else 'observe only'}): "
+        f"{len(result.findings)} finding(s)"
+    )
+    for column in ("node", "hammer", "action", "mode", "outcome", "why / before -> after"):
+        table.add_column(column, overflow="fold")
+    for a in result.actions:
+        detail = a["reason"]
+        if "before" in a:
+            detail = f"{a['before']['provision_state']} -> {a['after']['provision_state']}"
+        style = OUTCOME_STYLE.get(a["outcome"], "")
+        table.add_row(a["node"], a["hammer"], a["kind"], a["mode"], f"[{style}]{a['outcome']}[/]", detail[:200])
+    planned = {(a["hammer"], a["node_uuid"]) for a in result.actions}
+    for f in result.findings:
+        if (f.check, f.node_uuid) not in planned:
+            table.add_row(f.node_name, f.check, "report", "-", "[cyan]reported[/]", f.summary)
+    console.print(table)
+    if result.breaker:
+        console.print(
+            f"[bold red]circuit breaker open:[/] {result.breaker} (hammersmith breaker reset --site {result.site})"
+        )
+    for name, why in result.skipped.items():
+        console.print(f"[yellow]{name} skipped:[/] {why}")
+    for name, count in result.deferred.items():
+        console.print(f"{count} more {name} action(s) deferred to later sweeps by its rate limit")
+
+
+def sweep(
+    site: SiteOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="One sweep, then exit (the default).")] = True,
+    apply: Annotated[bool, typer.Option("--apply", help="Act where the hammer's mode is `apply`.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One sweep of a site: detect, plan, and (with --apply) act through the safety layer."""
+    settings = config_mod.load(OPTIONS.config)
+    name, _ = settings.site(site)
+    with opened(settings) as store:
+        sweeper = Sweeper(settings, name, store)
+        try:
+            result = sweeper.sweep(apply=apply)
+        finally:
+            sweeper.close()
+    if as_json:
+        emit_json({**result.summary(), "actions": result.actions, "findings": [f.to_dict() for f in result.findings]})
+    else:
+        render_result(result)
+
+
+def run(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """The agent: sweep one site every `sweep_interval_seconds`, acting by mode; stops cleanly on SIGTERM."""
+    settings = config_mod.load(OPTIONS.config)
+    name, site_cfg = settings.site(site)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with opened(settings) as store:
+        sweeper = Sweeper(settings, name, store)
+        try:
+            while not stop.is_set():
+                try:
+                    result = sweeper.sweep(apply=True)
+                    emit_json(result.summary()) if as_json else render_result(result)
+                except Exception as exc:  # one bad sweep must not end the agent; the next one retries
+                    console.print(f"[bold red]sweep failed:[/] {exc}")
+                stop.wait(site_cfg.sweep_interval_seconds)
+        finally:
+            sweeper.close()
+    console.print(f"agent for site {name!r} stopped")
+
+
+def ledger(
+    site: SiteOpt = None,
+    hammer: Annotated[str | None, typer.Option("--hammer")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="Node name or UUID.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time, or an age like 2h / 7d.")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every action hammersmith planned, refused, observed or took, newest first."""
+    settings = config_mod.load(OPTIONS.config)
+    with opened(settings) as store:
+        rows = store.actions(site=site, hammer=hammer, node=node, since=parse_since(since), limit=limit)
+    if as_json:
+        emit_json([r.to_dict() for r in rows])
+        return
+    table = Table(title=f"Ledger: {len(rows)} action(s)")
+    for column in ("when (UTC)", "site", "node", "hammer", "action", "mode", "outcome"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold", min_width=30)
+    for r in rows:
+        style = OUTCOME_STYLE.get(r.outcome, "")
+        table.add_row(
+            r.planned_at.strftime("%m-%d %H:%M:%S"),
+            r.site,
+            r.node_name,
+            r.hammer,
+            r.kind,
+            r.mode,
+            f"[{style}]{r.outcome}[/]",
+            (r.error or r.reason or "")[:160],
+        )
+    console.print(table)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if value[-1] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r}: use an ISO time or an age like 30m, 2h, 7d", param_hint="--since"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+breaker_app = typer.Typer(no_args_is_help=True, help="The fleet circuit breaker.")
+
+
+@breaker_app.command("status")
+def breaker_status(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """Is the breaker open, since when, and why."""
+    settings = config_mod.load(OPTIONS.config)
+    name, _ = settings.site(site)
+    with opened(settings) as store:
+        state = store.breaker(name)
+    info = {
+        "site": name,
+        "open": bool(state and state.is_open),
+        "reason": state.reason if state else None,
+        "opened_at": state.opened_at if state else None,
+    }
+    if as_json:
+        emit_json(info)
+    elif info["open"]:
+        console.print(f"[bold red]OPEN[/] since {info['opened_at']}: {info['reason']}")
+    else:
+        console.print(f"[green]closed[/] (site {name})")
+
+
+@breaker_app.command("reset")
+def breaker_reset(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
+    """Close the breaker after a human has looked (recorded with who did it)."""
+    import getpass
+
+    settings = config_mod.load(OPTIONS.config)
+    name, _ = settings.site(site)
+    with opened(settings) as store:
+        was_open = store.reset_breaker(name, by=getpass.getuser())
+    emit_json({"site": name, "reset": was_open}) if as_json else console.print(
+        f"breaker for {name} {'reset' if was_open else 'was not open'}"
+    )

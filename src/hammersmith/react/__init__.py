@@ -1,0 +1,1 @@
+"""React: hammers (automated fixes for known errors) behind one safety layer, and their runbooks."""

@@ -1,0 +1,104 @@
+"""The hammer registry. A hammer is one module: what it detects, what it plans, how it acts.
+
+Built-ins are listed in BUILTIN and loaded like any plugin; sites add their own through the
+`hammersmith.hammers` entry point group. Each hammer has a runbook (react/runbooks/<name>.md)
+and a test under its name. Hammers never decide whether they *may* act: that is the safety
+layer's job (react.safety), the same for every trigger.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+from openstack.connection import Connection
+
+from hammersmith.cloud.snapshot import Snapshot
+from hammersmith.config import Policy
+from hammersmith.detect.checks import Finding, finding
+
+BUILTIN = ("error_resetter", "clean_failed", "stuck_transient", "maintenance_doctor", "stale_inspection")
+RUNBOOKS = Path(__file__).parent.parent / "runbooks"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change a hammer wants to make to one node."""
+
+    hammer: str
+    node_uuid: str
+    node_name: str
+    kind: str
+    why: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Hammer:
+    """Base class: subclasses set `name` and implement `matches` (and `plan`/`execute` if they act)."""
+
+    name: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]] = ("ironic",)
+    #: Ironic's own maintenance `fault` this hammer may act through (e.g. "clean failure")
+    fault: ClassVar[str | None] = None
+    #: may act on a node in a transient provision state (only the hammer whose error *is* that)
+    transient_ok: ClassVar[bool] = False
+
+    @property
+    def runbook(self) -> Path:
+        return RUNBOOKS / f"{self.name}.md"
+
+    @property
+    def doc(self) -> str:
+        return (type(self).__doc__ or "").strip().splitlines()[0]
+
+    def matches(self, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy, now: datetime) -> str | None:
+        """The finding's summary if this node has the known error, else None."""
+        raise NotImplementedError
+
+    def detect(self, snapshot: Snapshot, policy: Policy) -> list[Finding]:
+        found = []
+        for node in snapshot.nodes:
+            summary = self.matches(node, snapshot.ports_by_node.get(node["uuid"], []), policy, snapshot.started_at)
+            if summary:
+                found.append(
+                    finding(self.name, node, summary, node.get("last_error") or "", node.get("provision_updated_at"))
+                )
+        return found
+
+    def plan(self, found: Finding, policy: Policy) -> list[Action]:
+        """The actions that fix it; [] for report-only hammers."""
+        return []
+
+    def per_sweep(self, policy: Policy) -> int:
+        """How many actions this hammer may take in one sweep."""
+        return policy.rate.per_sweep
+
+    def execute(self, conn: Connection, action: Action) -> None:
+        """Make the API call(s); raise on failure (the safety layer records it as a failed attempt)."""
+        raise NotImplementedError
+
+
+HAMMERS: dict[str, Hammer] = {}
+
+
+def hammer(cls: type[Hammer]) -> type[Hammer]:
+    """Register a hammer class; its runbook must exist, so no hammer ships without one."""
+    instance = cls()
+    if cls.name in HAMMERS and type(HAMMERS[cls.name]) is not cls:
+        raise ValueError(f"hammer {cls.name!r} registered twice")
+    if not instance.runbook.exists():
+        raise ValueError(f"hammer {cls.name!r} has no runbook at {instance.runbook}")
+    HAMMERS[cls.name] = instance
+    return cls
+
+
+def load() -> dict[str, Hammer]:
+    for module in BUILTIN:
+        importlib.import_module(f"{__name__}.{module}")
+    for ep in entry_points(group="hammersmith.hammers"):
+        ep.load()
+    return HAMMERS

@@ -1,0 +1,32 @@
+"""error-resetter: nodes left in `error` by a failed tear down, or in `deploy failed`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from openstack.connection import Connection
+
+from hammersmith.config import Policy
+from hammersmith.detect.checks import Finding
+from hammersmith.react.hammers import Action, Hammer, hammer
+
+
+@hammer
+class ErrorResetter(Hammer):
+    """Undeploy (tear down and clean again) a node in `error` after a failed tear down, or in `deploy failed`."""
+
+    name = "error-resetter"
+
+    def matches(self, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy, now: datetime) -> str | None:
+        if node["provision_state"] == "error" and (node.get("last_error") or "").startswith("Failed to tear down"):
+            return "tear down failed; node stuck in error"
+        if node["provision_state"] == "deploy failed":
+            return "deploy failed"
+        return None
+
+    def plan(self, found: Finding, policy: Policy) -> list[Action]:
+        return [Action(self.name, found.node_uuid, found.node_name, "undeploy", found.summary, {"target": "deleted"})]
+
+    def execute(self, conn: Connection, action: Action) -> None:
+        conn.baremetal.set_node_provision_state(action.node_uuid, "deleted", wait=False)

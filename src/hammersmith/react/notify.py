@@ -1,0 +1,79 @@
+"""Notifications through Apprise (Slack, e-mail, Matrix, webhooks...): one message per sweep's batch and
+per escalation, each with its runbook link; the store remembers what was sent, so nothing repeats.
+
+Apprise URLs carry secrets: they are never logged or shown, only their scheme.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import apprise
+
+from hammersmith.config import Site
+from hammersmith.react.hammers import HAMMERS, Action, Hammer
+from hammersmith.store import Store
+
+if TYPE_CHECKING:
+    from hammersmith.react.sweep import Result
+
+log = logging.getLogger(__name__)
+
+
+def send(site: Site, title: str, body: str) -> bool:
+    """Deliver to every configured URL; a failure is logged by scheme only and never raised."""
+    if not site.notify:
+        return False
+    client = apprise.Apprise()
+    for url in site.notify:
+        client.add(url)
+    ok = bool(client.notify(title=title, body=body))
+    if not ok:
+        schemes = sorted({url.split(":", 1)[0] for url in site.notify})
+        log.warning("notification failed for %s", ", ".join(schemes))
+    return ok
+
+
+def runbook(hammer: str) -> str:
+    h = HAMMERS.get(hammer)
+    return str(h.runbook) if h else ""
+
+
+def sweep_batch(store: Store, site: Site, site_name: str, result: Result) -> None:
+    """One message: this sweep's actions, plus findings nobody was told about yet."""
+    lines = []
+    for a in result.actions:
+        if a["mode"] == "apply" and a["outcome"] in ("succeeded", "failed"):
+            if store.mark_notified(site_name, f"action:{a['hammer']}:{a['node_uuid']}:{result.started_at.isoformat()}"):
+                lines.append(
+                    f"- {a['outcome']}: {a['hammer']} {a['kind']} on {a['node']} ({a['reason']}) "
+                    f"runbook: {runbook(a['hammer'])}"
+                )
+    acted = {(a["hammer"], a["node_uuid"]) for a in result.actions if a["outcome"] != "observed"}
+    for f in result.findings:
+        if (f.check, f.node_uuid) in acted:
+            continue
+        if store.mark_notified(site_name, f"finding:{f.check}:{f.node_uuid}:{f.summary}"):
+            lines.append(f"- found: {f.check} on {f.node_name}: {f.summary} runbook: {runbook(f.check)}")
+    if lines:
+        send(site, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))
+
+
+def escalation(store: Store, site: Site, site_name: str, hammer: Hammer, action: Action, reason: str) -> None:
+    if store.mark_notified(site_name, f"escalate:{hammer.name}:{action.node_uuid}:{reason}"):
+        send(
+            site,
+            f"hammersmith [{site_name}]: {hammer.name} gave up on {action.node_name}",
+            f"{reason}\nThe node is in maintenance; nothing will retry it.\nrunbook: {hammer.runbook}",
+        )
+
+
+def breaker_opened(store: Store, site: Site, site_name: str, reason: str, opened_at: datetime) -> None:
+    if store.mark_notified(site_name, f"breaker:{opened_at.isoformat()}"):
+        send(
+            site,
+            f"hammersmith [{site_name}]: circuit breaker OPEN, nothing is applied",
+            f"{reason}\nInvestigate, then: hammersmith breaker reset --site {site_name}",
+        )

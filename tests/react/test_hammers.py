@@ -1,0 +1,184 @@
+"""Each hammer against the real Ironic: fixed in apply, untouched in observe, hands-off nodes never touched."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from hammersmith.react.hammers import HAMMERS, Action, Hammer
+from hammersmith.react.safety import EXTRA_KEY
+from hammersmith.react.sweep import Sweeper
+from tests.conftest import Testbed
+from tests.react.conftest import break_nodes, hands_off_nodes, rebreak, untouched, wait_states
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[str, list[dict]]]:
+    """A real HTTP receiver on 127.0.0.1 for Apprise's json:// notifications."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"json://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def outcomes(result_actions: list[dict], node: str) -> list[str]:
+    return [a["outcome"] for a in result_actions if a["node"] == node]
+
+
+def test_error_resetter(bed: Testbed, make_sweeper: Callable[..., Sweeper], inbox: tuple[str, list[dict]]) -> None:
+    url, messages = inbox
+    teardown = break_nodes(bed, "error-teardown")[0]
+    deploy = break_nodes(bed, "deploy-failed")[0]
+    before = hands_off_nodes(bed)
+    sweeper = make_sweeper({"error-resetter": "apply"}, notify=[url])
+
+    observed = sweeper.sweep(apply=False)
+    assert outcomes(observed.actions, teardown) == ["observed"] and outcomes(observed.actions, deploy) == ["observed"]
+    assert bed.node_raw(teardown)["provision_state"] == "error"
+    assert len(messages) == 1 and teardown in messages[0]["message"] and "runbook" in messages[0]["message"]
+
+    applied = sweeper.sweep(apply=True)
+    assert outcomes(applied.actions, teardown) == ["succeeded"] and outcomes(applied.actions, deploy) == ["succeeded"]
+    wait_states(bed, [teardown, deploy], {"available"})
+    untouched(before, bed)
+    node = bed.node_raw(teardown)
+    assert len(node["extra"][EXTRA_KEY]["error-resetter"]) == 1  # the budget lives on the node too
+    (row,) = [r for r in sweeper.store.actions(node=teardown) if r.outcome == "succeeded"]
+    assert row.before["provision_state"] == "error" and row.after["provision_state"] in (
+        "deleting",
+        "cleaning",
+        "available",
+    )
+    assert len(messages) == 2  # one message for the applied batch
+    sweeper.sweep(apply=True)
+    assert len(messages) == 2  # nothing new: no repeat
+
+
+def test_clean_failed(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+    (name,) = break_nodes(bed, "clean-failed")
+    before = hands_off_nodes(bed)
+    result = make_sweeper({"clean-failed": "apply", "error-resetter": "off"}).sweep(apply=True)
+    assert outcomes(result.actions, name) == ["succeeded"]
+    node = wait_states(bed, [name], {"available"})[name]
+    assert not bed.node_raw(name)["maintenance"] and node["provision_state"] == "available"
+    untouched(before, bed)
+
+
+def test_stuck_transient_aborts_a_hung_deploy(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+    (name,) = break_nodes(bed, "stuck-deploying")
+    before = hands_off_nodes(bed)
+    sweeper = make_sweeper({"stuck-transient": "apply", "error-resetter": "off"})
+    assert outcomes(sweeper.sweep(apply=False).actions, name) == ["observed"]
+    assert bed.node_raw(name)["provision_state"] == "wait call-back"
+    result = sweeper.sweep(apply=True)
+    assert outcomes(result.actions, name) == ["succeeded"]
+    assert bed.node_raw(name)["provision_state"] == "deploy failed"
+    untouched(before, bed)
+
+
+def test_maintenance_doctor_reports_and_never_unsets(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+    (name,) = break_nodes(bed, "maintenance-no-reason")
+    result = make_sweeper({"maintenance-doctor": "apply", "error-resetter": "off"}).sweep(apply=True)
+    assert [f.check for f in result.findings if f.node_name == name] == ["maintenance-doctor"]
+    assert outcomes(result.actions, name) == []
+    node = bed.node_raw(name)
+    assert node["maintenance"] and not node["maintenance_reason"]
+
+
+def test_stale_inspection_inspects_at_most_k(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+    before = hands_off_nodes(bed)
+    sweeper = make_sweeper({"stale-inspection": "apply", "error-resetter": "off"}, inspect_per_sweep=1)
+    result = sweeper.sweep(apply=True)
+    (done,) = [a for a in result.actions if a["outcome"] == "succeeded"]
+    assert result.deferred["stale-inspection"] >= 10
+    node = wait_states(bed, [done["node"]], {"available"})[done["node"]]
+    assert node["provision_state"] == "available" and bed.node_raw(done["node"])["inspection_finished_at"]
+    untouched(before, bed)
+
+
+def test_chronic_fault_stops_after_the_budget(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+    (name,) = break_nodes(bed, "error-teardown")
+    sweeper = make_sweeper({"error-resetter": "apply"}, budget={"attempts": 2, "window_days": 7})
+    for _ in range(2):
+        assert outcomes(sweeper.sweep(apply=True).actions, name) == ["succeeded"]
+        wait_states(bed, [name], {"available"})
+        rebreak(bed, "error-teardown", name)
+    result = sweeper.sweep(apply=True)
+    assert outcomes(result.actions, name) == ["escalated"]
+    node = bed.node_raw(name)
+    assert node["maintenance"] and node["provision_state"] == "error"
+    assert node["maintenance_reason"].startswith(
+        "hammersmith: error-resetter gave up after 2 attempts: Failed to tear down"
+    )
+    again = sweeper.sweep(apply=True)
+    assert outcomes(again.actions, name) == ["refused"]  # in hammersmith's maintenance: nothing retries it
+    assert (
+        sweeper.store.attempts(
+            site="lab", hammer="error-resetter", node_uuid=node["uuid"], since=result.started_at.replace(year=2000)
+        )
+        == 2
+    )
+
+
+class BadCall(Hammer):
+    """A site's own hammer whose API call the real Ironic rejects."""
+
+    name = "bad-call"
+
+    def __init__(self, target: str, runbook: Path) -> None:
+        self.target, self._runbook = target, runbook
+
+    @property
+    def runbook(self) -> Path:
+        return self._runbook
+
+    def matches(self, node: dict, ports: list[dict], policy: object, now: object) -> str | None:
+        return "picked by the test" if node["name"] == self.target else None
+
+    def plan(self, found: object, policy: object) -> list[Action]:
+        return [Action(self.name, found.node_uuid, found.node_name, "nonsense", "test")]  # type: ignore[attr-defined]
+
+    def execute(self, conn: object, action: Action) -> None:
+        conn.baremetal.set_node_provision_state(action.node_uuid, "no-such-target", wait=False)  # type: ignore
+
+
+def test_api_error_is_a_failed_attempt_not_a_crash(
+    bed: Testbed, make_sweeper: Callable[..., Sweeper], tmp_path: Path
+) -> None:
+    target = sorted(n.name for n in bed.conn.baremetal.nodes() if n.provision_state == "available")[-1]
+    (tmp_path / "bad-call.md").write_text("# bad-call\n")
+    HAMMERS["bad-call"] = BadCall(target, tmp_path / "bad-call.md")
+    try:
+        sweeper = make_sweeper({"bad-call": "apply", "error-resetter": "off"})
+        result = sweeper.sweep(apply=True)
+    finally:
+        del HAMMERS["bad-call"]
+    (action,) = [a for a in result.actions if a["hammer"] == "bad-call"]
+    assert action["outcome"] == "failed" and "no-such-target" in action["reason"]
+    uuid = bed.node_raw(target)["uuid"]
+    assert (
+        sweeper.store.attempts(
+            site="lab", hammer="bad-call", node_uuid=uuid, since=result.started_at.replace(year=2000)
+        )
+        == 1
+    )
