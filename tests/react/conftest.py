@@ -59,10 +59,15 @@ def wait_states(bed: Testbed, names: list[str], states: set[str], timeout: float
     return fleet.wait_for(bed.conn, names, states, timeout)
 
 
-@pytest.fixture
-def make_sweeper(bed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sweeper]]:
-    """Sweepers sharing one store in tmp_path, for a config built from keyword overrides."""
+@pytest.fixture(autouse=True)
+def bed_clouds(bed: Testbed, clean_environ: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every sweeper and agent (in-process or not) in these tests finds the bed's cloud."""
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(bed.workdir / "clouds.yaml"))
+
+
+@pytest.fixture
+def make_sweeper(tmp_path: Path) -> Iterator[Callable[..., Sweeper]]:
+    """Sweepers sharing one store in tmp_path, for a config built from keyword overrides."""
     made: list[tuple[Sweeper, Store]] = []
 
     def make(modes: dict[str, str], notify: list[str] | None = None, **policy: Any) -> Sweeper:

@@ -1,0 +1,123 @@
+"""The safety layer's fleet-level guards and the agent's crash safety, against the real Ironic."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from hammersmith.react.sweep import Sweeper
+from hammersmith.store import open_store
+from hammersmith.testbed import lifecycle
+from hammersmith.testbed.ironic import Ironic
+from tests.conftest import Testbed, hammersmith
+from tests.react.conftest import break_nodes, hands_off_nodes, untouched, wait_states, write_config
+
+
+def agent(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "hammersmith", "--config", str(config), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def test_breaker_trips_at_40_percent_and_applies_nothing(bed: Testbed, make_sweeper: Callable[..., Sweeper],
+                                                         tmp_path: Path) -> None:
+    broken = break_nodes(bed, "error-teardown", count=6) + break_nodes(bed, "deploy-failed", count=3)
+    broken += break_nodes(bed, "clean-failed", count=3)  # 12 of 30 nodes: 40 % of the fleet
+    before = hands_off_nodes(bed)
+    sweeper = make_sweeper({"error-resetter": "apply", "clean-failed": "apply"})
+    result = sweeper.sweep(apply=True)
+    assert result.breaker and "exceed" in result.breaker
+    assert {a["outcome"] for a in result.actions if a["node"] in broken} == {"refused"}
+    assert Counter(bed.node_raw(n)["provision_state"] for n in broken) == {
+        "error": 6, "deploy failed": 3, "clean failed": 3}
+    status = json.loads(hammersmith("--config", str(tmp_path / "hammersmith.yaml"), "breaker", "status", "--json",
+                                    cwd=tmp_path).stdout)
+    assert status["open"] and status["reason"] == result.breaker
+    # stays open: a second sweep, even a smaller batch, applies nothing until a human resets it
+    assert {a["outcome"] for a in sweeper.sweep(apply=True).actions if a["node"] in broken} == {"refused"}
+    reset = hammersmith("--config", str(tmp_path / "hammersmith.yaml"), "breaker", "reset", "--json", cwd=tmp_path)
+    assert json.loads(reset.stdout)["reset"] is True
+    wide = make_sweeper({"error-resetter": "apply", "clean-failed": "apply"},
+                        breaker={"max_percent": 100, "max_actions": 100}, rate={"per_sweep": 20, "per_hour": 50})
+    fixed = wide.sweep(apply=True)
+    assert Counter(a["outcome"] for a in fixed.actions if a["node"] in broken) == {"succeeded": 12}
+    wait_states(bed, broken, {"available"}, timeout=120)
+    untouched(before, bed)
+
+
+def test_kill_9_mid_action_is_reconciled_not_repeated(bed: Testbed, tmp_path: Path) -> None:
+    """An agent killed while Ironic works on its action; the next agent records, and never repeats, it."""
+    ironic = Ironic(lifecycle.testbed_dir(bed.workdir))
+    state = ironic.load_state()
+    assert state is not None
+    ironic.restart(state, inspect_delay=20)  # slow hardware: an inspection takes 20 s
+    config = write_config(tmp_path, {"stale-inspection": "apply", "error-resetter": "off"}, inspect_per_sweep=1)
+    store = open_store(f"sqlite:///{tmp_path / 'hammersmith.sqlite'}")
+    try:
+        first = agent(config, "sweep", "--once", "--apply", "--json")
+        deadline = time.monotonic() + 60
+        while not store.in_flight("lab") and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert first.poll() is None, first.communicate()
+        (flying,) = store.in_flight("lab")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        ironic.restart(state, hard=True)  # the conductor crashes too; Ironic fails the interrupted inspection
+        second = hammersmith("--config", str(config), "sweep", "--once", "--apply", "--json", cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert json.loads(second.stdout)["reconciled"] == 1
+        rows = store.actions(node=flying.node_uuid)
+        acted = [r.outcome for r in rows if r.outcome in ("in_flight", "succeeded", "failed", "reconciled")]
+        assert acted == ["reconciled"]  # recorded once, never called again
+        assert store.in_flight("lab") == []
+        (row,) = [r for r in rows if r.outcome == "reconciled"]
+        assert row.after is not None and row.finished_at is not None
+    finally:
+        store.close()
+        if not ironic.load_state().pid:  # type: ignore[union-attr]
+            ironic.start(state)
+
+
+def test_two_agents_never_act_on_one_node_twice(bed: Testbed, tmp_path: Path) -> None:
+    broken = break_nodes(bed, "error-teardown", count=3)
+    config = write_config(tmp_path, {"error-resetter": "apply"})
+    agents = [agent(config, "sweep", "--once", "--apply", "--json") for _ in range(2)]
+    for proc in agents:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    store = open_store(f"sqlite:///{tmp_path / 'hammersmith.sqlite'}")
+    try:
+        for name in broken:
+            applied = [r for r in store.actions(node=name) if r.outcome == "succeeded"]
+            assert len(applied) == 1, f"{name} acted on {len(applied)} times"
+        assert len({r.agent for r in store.actions(hammer="error-resetter")}) == 2
+    finally:
+        store.close()
+    wait_states(bed, broken, {"available"})
+
+
+def test_run_agent_sweeps_until_sigterm(bed: Testbed, tmp_path: Path) -> None:
+    (name,) = break_nodes(bed, "deploy-failed")
+    config = write_config(tmp_path, {"error-resetter": "apply"})
+    text = config.read_text().replace("notify: []", "notify: []\n    sweep_interval_seconds: 5")
+    config.write_text(text)
+    proc = agent(config, "run", "--json")
+    try:
+        wait_states(bed, [name], {"available"}, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    store = open_store(f"sqlite:///{tmp_path / 'hammersmith.sqlite'}")
+    try:
+        last = store.last_sweep("lab")
+        assert last is not None and last.ok
+    finally:
+        store.close()
