@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from hammersmith.testbed import lifecycle, process
@@ -21,6 +22,19 @@ def test_demo_reports_each_known_error_and_stops(tmp_path: Path) -> None:
     assert sum(r.startswith("user instance") for r in reasons) == 3
     assert sum(r.startswith("operator maintenance: ") for r in reasons) == 2
     assert demo["snapshot"]["complete"] and demo["snapshot"]["nodes"]["total"] == 30
+    # the hammers fixed every known error they own, and touched nothing a human or user owns
+    applied = Counter((a["hammer"], a["outcome"]) for sweep in demo["sweeps"] for a in sweep["actions"])
+    assert applied[("error-resetter", "succeeded")] >= 3  # 2 failed tear downs, 1 failed deploy (+ the aborted one)
+    assert applied[("clean-failed", "succeeded")] == 1 and applied[("stuck-transient", "succeeded")] == 1
+    hands_off = set(demo["hands_off"])
+    assert not [
+        a
+        for s in demo["sweeps"]
+        for a in s["actions"]
+        if a["node"] in hands_off and a["mode"] == "apply" and a["outcome"] not in ("refused", "observed")
+    ]
+    left = {f["check"] for f in demo["findings_after"] if not f["hands_off"]}
+    assert left <= {"dirty-port", "stuck"}  # dirty ports need a Neutron to detach through
     assert demo["testbed"]["pid"] and not process.alive(demo["testbed"]["pid"])
     state = Ironic(lifecycle.testbed_dir(tmp_path)).load_state()
     assert state is not None and state.pid is None

@@ -176,7 +176,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"missing required key '{loc}'"
     value = error.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    secret = "notify" in error["loc"] or "store_url" in error["loc"]  # URLs that carry tokens or passwords
+    shown = "" if secret or isinstance(value, (dict, list)) else f" (got {value!r})"
     return f"'{loc}': {error['msg']}{shown}" if loc else f"{error['msg']}{shown}"
 
 

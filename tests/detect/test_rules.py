@@ -72,17 +72,19 @@ def test_dirty_port_looks_at_every_port_not_only_the_first() -> None:
     assert "52:54:00:00:00:02 -> VIF v" in report.findings[0].detail
 
 
-def test_error_teardown_only_for_teardown_errors() -> None:
+def test_error_teardown_matches_the_state_even_after_last_error_is_cleared() -> None:
     report = checks.run(
         snap(
             [
                 node("a", provision_state="error", last_error="Failed to tear down: x"),
-                node("b", provision_state="error", last_error="Some other error"),
+                node("b", provision_state="error", last_error=None),
+                node("c", provision_state="active", last_error="Failed to tear down: old news"),
             ]
         ),
         Policy(),
     )
-    assert names(report, "error-teardown") == ["a"]
+    assert names(report, "error-teardown") == ["a", "b"]
+    assert "cleared by Ironic's power sync" in report.findings[1].detail
 
 
 def test_maintenance_set_by_ironic_or_hammersmith_is_not_an_operators() -> None:

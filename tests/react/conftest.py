@@ -56,7 +56,7 @@ def hands_off_nodes(bed: Testbed) -> dict[str, dict[str, Any]]:
 
 
 def wait_states(bed: Testbed, names: list[str], states: set[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
-    return fleet.wait_for(bed.conn, names, states, timeout)
+    return fleet.wait_for(bed.conn, names, states, timeout, fail_fast=False)
 
 
 @pytest.fixture(autouse=True)

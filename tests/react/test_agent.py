@@ -21,12 +21,18 @@ from tests.react.conftest import break_nodes, hands_off_nodes, untouched, wait_s
 
 
 def agent(config: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "hammersmith", "--config", str(config), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hammersmith", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-def test_breaker_trips_at_40_percent_and_applies_nothing(bed: Testbed, make_sweeper: Callable[..., Sweeper],
-                                                         tmp_path: Path) -> None:
+def test_breaker_trips_at_40_percent_and_applies_nothing(
+    bed: Testbed, make_sweeper: Callable[..., Sweeper], tmp_path: Path
+) -> None:
     broken = break_nodes(bed, "error-teardown", count=6) + break_nodes(bed, "deploy-failed", count=3)
     broken += break_nodes(bed, "clean-failed", count=3)  # 12 of 30 nodes: 40 % of the fleet
     before = hands_off_nodes(bed)
@@ -35,16 +41,23 @@ def test_breaker_trips_at_40_percent_and_applies_nothing(bed: Testbed, make_swee
     assert result.breaker and "exceed" in result.breaker
     assert {a["outcome"] for a in result.actions if a["node"] in broken} == {"refused"}
     assert Counter(bed.node_raw(n)["provision_state"] for n in broken) == {
-        "error": 6, "deploy failed": 3, "clean failed": 3}
-    status = json.loads(hammersmith("--config", str(tmp_path / "hammersmith.yaml"), "breaker", "status", "--json",
-                                    cwd=tmp_path).stdout)
+        "error": 6,
+        "deploy failed": 3,
+        "clean failed": 3,
+    }
+    status = json.loads(
+        hammersmith("--config", str(tmp_path / "hammersmith.yaml"), "breaker", "status", "--json", cwd=tmp_path).stdout
+    )
     assert status["open"] and status["reason"] == result.breaker
     # stays open: a second sweep, even a smaller batch, applies nothing until a human resets it
     assert {a["outcome"] for a in sweeper.sweep(apply=True).actions if a["node"] in broken} == {"refused"}
     reset = hammersmith("--config", str(tmp_path / "hammersmith.yaml"), "breaker", "reset", "--json", cwd=tmp_path)
     assert json.loads(reset.stdout)["reset"] is True
-    wide = make_sweeper({"error-resetter": "apply", "clean-failed": "apply"},
-                        breaker={"max_percent": 100, "max_actions": 100}, rate={"per_sweep": 20, "per_hour": 50})
+    wide = make_sweeper(
+        {"error-resetter": "apply", "clean-failed": "apply"},
+        breaker={"max_percent": 100, "max_actions": 100},
+        rate={"per_sweep": 20, "per_hour": 50},
+    )
     fixed = wide.sweep(apply=True)
     assert Counter(a["outcome"] for a in fixed.actions if a["node"] in broken) == {"succeeded": 12}
     wait_states(bed, broken, {"available"}, timeout=120)

@@ -115,7 +115,7 @@ def run(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def ledger(
-    site: SiteOpt = None,
+    site: Annotated[str | None, typer.Option("--site", help="Only this site (default: every site).")] = None,
     hammer: Annotated[str | None, typer.Option("--hammer")] = None,
     node: Annotated[str | None, typer.Option("--node", help="Node name or UUID.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO time, or an age like 2h / 7d.")] = None,

@@ -7,6 +7,7 @@ Apprise URLs carry secrets: they are never logged or shown, only their scheme.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -55,7 +56,8 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result) -> Non
     for f in result.findings:
         if (f.check, f.node_uuid) in acted:
             continue
-        if store.mark_notified(site_name, f"finding:{f.check}:{f.node_uuid}:{f.summary}"):
+        stable = re.sub(r"\d+", "#", f.summary)  # "stuck for 61 min" and "... 66 min" are one finding
+        if store.mark_notified(site_name, f"finding:{f.check}:{f.node_uuid}:{stable}"):
             lines.append(f"- found: {f.check} on {f.node_name}: {f.summary} runbook: {runbook(f.check)}")
     if lines:
         send(site, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))

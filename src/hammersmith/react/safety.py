@@ -19,7 +19,7 @@ from openstack.exceptions import ConflictException, NotFoundException, raise_fro
 from hammersmith.cloud.snapshot import IRONIC_MICROVERSION
 from hammersmith.config import Policy
 from hammersmith.detect.checks import node_time
-from hammersmith.detect.handsoff import TRANSIENT_STATES, hands_off
+from hammersmith.detect.handsoff import OWN_REASON_PREFIX, TRANSIENT_STATES, hands_off
 from hammersmith.react.hammers import Action, Hammer
 from hammersmith.store import Store
 
@@ -36,7 +36,8 @@ def may_touch(hammer: Hammer, node: dict[str, Any], policy: Policy, now: datetim
     reason = hands_off(node, policy)
     if reason:
         raise Refused(reason)
-    if node.get("maintenance") and not (hammer.fault and node.get("fault") == hammer.fault):
+    own = (node.get("maintenance_reason") or "").startswith(OWN_REASON_PREFIX)
+    if node.get("maintenance") and (own or not (hammer.fault and node.get("fault") == hammer.fault)):
         raise Refused(f"in maintenance ({node.get('maintenance_reason') or node.get('fault') or 'no reason'})")
     if node["provision_state"] in TRANSIENT_STATES and not hammer.transient_ok:
         raise Refused(f"in transient state '{node['provision_state']}'")
@@ -75,6 +76,17 @@ def record_attempt(conn: Connection, node: dict[str, Any], hammer: str, policy: 
     except ConflictException:
         return False
     return True
+
+
+def last_error(conn: Connection, node: dict[str, Any]) -> str:
+    """`last_error`, or the newest error event of the node's history once Ironic's power sync cleared it."""
+    if node.get("last_error"):
+        return str(node["last_error"])
+    response = conn.baremetal.get(f"/nodes/{node['uuid']}/history", microversion=IRONIC_MICROVERSION, raise_exc=False)
+    if response.status_code != 200:
+        return ""
+    errors = [e for e in response.json().get("history", []) if e.get("severity") == "ERROR"]
+    return str(errors[-1]["event"]) if errors else ""
 
 
 def short_error(exc: Exception) -> str:

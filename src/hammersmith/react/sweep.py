@@ -250,14 +250,22 @@ class Sweeper:
         self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any], used: int, apply: bool
     ) -> None:
         """Give up: put the node in maintenance with our reason (so nothing retries it) and tell a human."""
-        reason = f"hammersmith: {hammer.name} gave up after {used} attempts: {node.get('last_error') or action.why}"
+        reason = f"hammersmith: {hammer.name} gave up after {used} attempts"
         if not apply:
             self._record(result, action, "observed", f"would escalate: {reason}", node, "observe")
             return
         try:
-            self.conn.baremetal.set_node_maintenance(action.node_uuid, reason=reason[:255])
+            with safety.node_lock(
+                self.store, self.site_name, action.node_uuid, self.agent, self.policy.lock_ttl_seconds
+            ):
+                node = safety.recheck(hammer, action, self.conn, self.policy, datetime.now(UTC))
+                reason = f"{reason}: {safety.last_error(self.conn, node) or action.why}"
+                self.conn.baremetal.set_node_maintenance(action.node_uuid, reason=reason[:255])
+        except safety.Refused as exc:
+            self._record(result, action, "refused", f"escalation not needed: {exc}", node, "apply")
+            return
         except Exception as exc:
-            self._record(result, action, "refused", f"escalation failed: {safety.short_error(exc)}", node)
+            self._record(result, action, "refused", f"escalation failed: {safety.short_error(exc)}", node, "apply")
             return
         self.store.record_action(
             site=self.site_name,

@@ -57,9 +57,15 @@ def _enrol_one(conn: Connection, index: int) -> str:
 
 
 def wait_for(
-    conn: Connection, names: Iterable[str], states: set[str], timeout: float, progress: Progress | None = None
+    conn: Connection,
+    names: Iterable[str],
+    states: set[str],
+    timeout: float,
+    progress: Progress | None = None,
+    fail_fast: bool = True,
 ) -> dict[str, dict]:
-    """Poll one list call until every named node is in one of `states`; fail on a *failed* state."""
+    """Poll one list call until every named node is in one of `states`; fail early on a *failed* state
+    unless `fail_fast` is off (something else, e.g. a hammer, is expected to move it on)."""
     wanted = set(names)
     deadline = time.monotonic() + timeout
     while True:
@@ -72,7 +78,7 @@ def wait_for(
         failed = [
             n for n in nodes.values() if n["provision_state"].endswith("failed") or n["provision_state"] == "error"
         ]
-        if failed and not any(s.endswith("failed") or s == "error" for s in states):
+        if fail_fast and failed and not any(s.endswith("failed") or s == "error" for s in states):
             n = failed[0]
             raise TestbedError(f"node {n['name']} went to {n['provision_state']}: {n.get('last_error')}")
         if time.monotonic() > deadline:

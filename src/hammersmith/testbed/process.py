@@ -70,15 +70,22 @@ def stop(pid: int | None, timeout: float = 10.0, hard: bool = False) -> None:
         except ProcessLookupError:
             pass
         _reap(pid)
-    # the group's workers may outlive the leader for a moment
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    raise TestbedError(f"process group {pid} did not stop within {timeout:.0f} s")
+    # the group's workers may outlive the leader (Ironic's worker drains its tasks): bounded, then SIGKILL
+    for signum in (None, signal.SIGKILL):
+        if signum is not None:
+            try:
+                os.killpg(pid, signum)
+            except ProcessLookupError:
+                return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap(pid)  # a zombie leader still counts as a group member until reaped
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+    raise TestbedError(f"process group {pid} did not stop, even after SIGKILL")
 
 
 def tail(log: Path, lines: int = 15) -> str:

@@ -19,7 +19,7 @@ class ErrorResetter(Hammer):
     name = "error-resetter"
 
     def matches(self, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy, now: datetime) -> str | None:
-        if node["provision_state"] == "error" and (node.get("last_error") or "").startswith("Failed to tear down"):
+        if node["provision_state"] == "error":  # only a failed tear down leads here; last_error may be cleared
             return "tear down failed; node stuck in error"
         if node["provision_state"] == "deploy failed":
             return "deploy failed"

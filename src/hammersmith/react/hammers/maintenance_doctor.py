@@ -18,10 +18,10 @@ class MaintenanceDoctor(Hammer):
     name = "maintenance-doctor"
 
     def matches(self, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy, now: datetime) -> str | None:
-        if not node.get("maintenance") or node.get("fault"):
+        if not node.get("maintenance"):
             return None
         reason = node.get("maintenance_reason") or ""
-        if not reason:
+        if not reason and not node.get("fault"):
             return "in maintenance with no reason: ask who set it, record a reason or end it"
         since = node_time(node.get("updated_at"))
         if (

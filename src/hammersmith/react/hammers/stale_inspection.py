@@ -37,6 +37,6 @@ class StaleInspection(Hammer):
         was_available = bm.get_node(action.node_uuid).provision_state == "available"
         if was_available:
             bm.set_node_provision_state(action.node_uuid, "manage", wait=True, timeout=60)
-        bm.set_node_provision_state(action.node_uuid, "inspect", wait=True, timeout=600)
+        bm.set_node_provision_state(action.node_uuid, "inspect", wait=True, timeout=300)  # within the lock TTL
         if was_available:
             bm.set_node_provision_state(action.node_uuid, "provide", wait=False)
