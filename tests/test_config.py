@@ -137,3 +137,21 @@ def test_state_dir_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "hs.yaml").write_text(GOOD.replace("state_dir: state", "state_dir: ~/hs-state"))
     assert config.load(tmp_path / "hs.yaml").state_dir == tmp_path / "hs-state"
+
+
+def test_unknown_hammer_lists_the_known_ones() -> None:
+    (found,) = problems(GOOD.replace("error-resetter: apply", "error-resseter: apply"))
+    assert found.startswith("site.yaml:7: 'sites.uc.policy.hammers': Value error, unknown hammer(s) error-resseter;")
+    assert "known: clean-failed, error-resetter, maintenance-doctor, stale-inspection, stuck-transient" in found
+
+
+def test_invalid_hammer_policy_is_line_precise() -> None:
+    text = GOOD.replace("      stuck_after_minutes: 90", "      stuck_after_minutes: 90\n      budget:\n        attempts: 0")
+    assert problems(text) == [
+        "site.yaml:8: 'sites.uc.policy.budget.attempts': Input should be greater than or equal to 1 (got 0)"
+    ]
+
+
+def test_notify_urls_are_never_echoed() -> None:
+    (found,) = problems(GOOD.replace("    cloud: chi-tacc", "    cloud: chi-tacc\n    notify: slack://T0/B0/s3cr3t"))
+    assert "s3cr3t" not in found and "'sites.tacc.notify': Input should be a valid list" in found

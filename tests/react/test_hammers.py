@@ -13,7 +13,7 @@ import pytest
 from hammersmith.react.hammers import HAMMERS, Action, Hammer
 from hammersmith.react.safety import EXTRA_KEY
 from hammersmith.react.sweep import Sweeper
-from tests.conftest import Testbed
+from tests.conftest import Testbed, hammersmith
 from tests.react.conftest import break_nodes, hands_off_nodes, rebreak, untouched, wait_states
 
 
@@ -77,6 +77,9 @@ def test_error_resetter(bed: Testbed, make_sweeper: Callable[..., Sweeper], inbo
 def test_clean_failed(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
     (name,) = break_nodes(bed, "clean-failed")
     before = hands_off_nodes(bed)
+    sweeper = make_sweeper({"clean-failed": "observe", "error-resetter": "off"})
+    assert outcomes(sweeper.sweep(apply=True).actions, name) == ["observed"]  # mode observe wins over --apply
+    assert bed.node_raw(name)["provision_state"] == "clean failed"
     result = make_sweeper({"clean-failed": "apply", "error-resetter": "off"}).sweep(apply=True)
     assert outcomes(result.actions, name) == ["succeeded"]
     node = wait_states(bed, [name], {"available"})[name]
@@ -116,9 +119,11 @@ def test_stale_inspection_inspects_at_most_k(bed: Testbed, make_sweeper: Callabl
     untouched(before, bed)
 
 
-def test_chronic_fault_stops_after_the_budget(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+def test_chronic_fault_stops_after_the_budget(bed: Testbed, make_sweeper: Callable[..., Sweeper],
+                                              inbox: tuple[str, list[dict]], tmp_path: Path) -> None:
+    url, messages = inbox
     (name,) = break_nodes(bed, "error-teardown")
-    sweeper = make_sweeper({"error-resetter": "apply"}, budget={"attempts": 2, "window_days": 7})
+    sweeper = make_sweeper({"error-resetter": "apply"}, notify=[url], budget={"attempts": 2, "window_days": 7})
     for _ in range(2):
         assert outcomes(sweeper.sweep(apply=True).actions, name) == ["succeeded"]
         wait_states(bed, [name], {"available"})
@@ -130,8 +135,17 @@ def test_chronic_fault_stops_after_the_budget(bed: Testbed, make_sweeper: Callab
     assert node["maintenance_reason"].startswith(
         "hammersmith: error-resetter gave up after 2 attempts: Failed to tear down"
     )
+    (escalation,) = [m for m in messages if "gave up on" in m["title"]]
+    assert name in escalation["title"] and "runbooks/error-resetter.md" in escalation["message"]
     again = sweeper.sweep(apply=True)
     assert outcomes(again.actions, name) == ["refused"]  # in hammersmith's maintenance: nothing retries it
+    assert len([m for m in messages if "gave up on" in m["title"]]) == 1  # told once
+    ledger = hammersmith("--config", str(tmp_path / "hammersmith.yaml"), "ledger", "--node", name,
+                         "--hammer", "error-resetter", "--since", "1h", "--json", cwd=tmp_path)
+    assert ledger.returncode == 0, ledger.stderr
+    rows = json.loads(ledger.stdout)
+    assert [r["outcome"] for r in rows] == ["refused", "escalated", "succeeded", "succeeded"]  # newest first
+    assert rows[-1]["before"]["provision_state"] == "error" and rows[-1]["after"] is not None
     assert (
         sweeper.store.attempts(
             site="lab", hammer="error-resetter", node_uuid=node["uuid"], since=result.started_at.replace(year=2000)
