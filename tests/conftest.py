@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from openstack.connection import Connection
 
 from hammersmith.testbed import fleet, lifecycle
-from hammersmith.testbed.ironic import State, free_port
+from hammersmith.testbed.ironic import Ironic, State, free_port
 
 TESTBED_NODES = 30
 
@@ -81,3 +83,17 @@ def demo_faults(testbed: Testbed) -> dict[str, list[str]]:
     result = hammersmith("testbed", "inject", "--scenario", "demo", "--json", cwd=testbed.workdir)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+@contextmanager
+def ironic_answers_500(testbed: Testbed) -> Iterator[None]:
+    """Make the real Ironic fail its node listing: one row it cannot decode (restored afterwards)."""
+    db = Ironic(lifecycle.testbed_dir(testbed.workdir)).db
+    with sqlite3.connect(db) as conn:
+        (original,) = conn.execute("SELECT properties FROM nodes WHERE name = 'node-030'").fetchone()
+        conn.execute("UPDATE nodes SET properties = '{broken' WHERE name = 'node-030'")
+    try:
+        yield
+    finally:
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE nodes SET properties = ? WHERE name = 'node-030'", (original,))

@@ -146,7 +146,9 @@ def test_unknown_hammer_lists_the_known_ones() -> None:
 
 
 def test_invalid_hammer_policy_is_line_precise() -> None:
-    text = GOOD.replace("      stuck_after_minutes: 90", "      stuck_after_minutes: 90\n      budget:\n        attempts: 0")
+    text = GOOD.replace(
+        "      stuck_after_minutes: 90", "      stuck_after_minutes: 90\n      budget:\n        attempts: 0"
+    )
     assert problems(text) == [
         "site.yaml:8: 'sites.uc.policy.budget.attempts': Input should be greater than or equal to 1 (got 0)"
     ]

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,9 +14,8 @@ from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Site
 from hammersmith.errors import CloudError
 from hammersmith.store import open_store
-from hammersmith.testbed import lifecycle
-from hammersmith.testbed.ironic import CLOUD_NAME, Ironic
-from tests.conftest import TESTBED_NODES, Testbed, hammersmith
+from hammersmith.testbed.ironic import CLOUD_NAME
+from tests.conftest import TESTBED_NODES, Testbed, hammersmith, ironic_answers_500
 
 
 @pytest.fixture
@@ -87,20 +83,6 @@ def test_cli_snapshot_human_output(testbed: Testbed) -> None:
     result = hammersmith("snapshot", cwd=testbed.workdir)
     assert result.returncode == 0, result.stderr
     assert "Snapshot of site 'testbed'" in result.stdout and "nodes by provision state" in result.stdout
-
-
-@contextmanager
-def ironic_answers_500(testbed: Testbed) -> Iterator[None]:
-    """Make the real Ironic fail its node listing: one row it cannot decode (restored afterwards)."""
-    db = Ironic(lifecycle.testbed_dir(testbed.workdir)).db
-    with sqlite3.connect(db) as conn:
-        (original,) = conn.execute("SELECT properties FROM nodes WHERE name = 'node-030'").fetchone()
-        conn.execute("UPDATE nodes SET properties = '{broken' WHERE name = 'node-030'")
-    try:
-        yield
-    finally:
-        with sqlite3.connect(db) as conn:
-            conn.execute("UPDATE nodes SET properties = ? WHERE name = 'node-030'", (original,))
 
 
 def test_ironic_500_marks_the_snapshot_incomplete(testbed: Testbed, tmp_path: Path, clouds: Path) -> None:

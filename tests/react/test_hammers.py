@@ -13,7 +13,7 @@ import pytest
 from hammersmith.react.hammers import HAMMERS, Action, Hammer
 from hammersmith.react.safety import EXTRA_KEY
 from hammersmith.react.sweep import Sweeper
-from tests.conftest import Testbed, hammersmith
+from tests.conftest import Testbed, hammersmith, ironic_answers_500
 from tests.react.conftest import break_nodes, hands_off_nodes, rebreak, untouched, wait_states
 
 
@@ -119,8 +119,9 @@ def test_stale_inspection_inspects_at_most_k(bed: Testbed, make_sweeper: Callabl
     untouched(before, bed)
 
 
-def test_chronic_fault_stops_after_the_budget(bed: Testbed, make_sweeper: Callable[..., Sweeper],
-                                              inbox: tuple[str, list[dict]], tmp_path: Path) -> None:
+def test_chronic_fault_stops_after_the_budget(
+    bed: Testbed, make_sweeper: Callable[..., Sweeper], inbox: tuple[str, list[dict]], tmp_path: Path
+) -> None:
     url, messages = inbox
     (name,) = break_nodes(bed, "error-teardown")
     sweeper = make_sweeper({"error-resetter": "apply"}, notify=[url], budget={"attempts": 2, "window_days": 7})
@@ -140,8 +141,19 @@ def test_chronic_fault_stops_after_the_budget(bed: Testbed, make_sweeper: Callab
     again = sweeper.sweep(apply=True)
     assert outcomes(again.actions, name) == ["refused"]  # in hammersmith's maintenance: nothing retries it
     assert len([m for m in messages if "gave up on" in m["title"]]) == 1  # told once
-    ledger = hammersmith("--config", str(tmp_path / "hammersmith.yaml"), "ledger", "--node", name,
-                         "--hammer", "error-resetter", "--since", "1h", "--json", cwd=tmp_path)
+    ledger = hammersmith(
+        "--config",
+        str(tmp_path / "hammersmith.yaml"),
+        "ledger",
+        "--node",
+        name,
+        "--hammer",
+        "error-resetter",
+        "--since",
+        "1h",
+        "--json",
+        cwd=tmp_path,
+    )
     assert ledger.returncode == 0, ledger.stderr
     rows = json.loads(ledger.stdout)
     assert [r["outcome"] for r in rows] == ["refused", "escalated", "succeeded", "succeeded"]  # newest first
@@ -196,3 +208,16 @@ def test_api_error_is_a_failed_attempt_not_a_crash(
         )
         == 1
     )
+
+
+def test_incomplete_snapshot_means_no_action(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+    (name,) = break_nodes(bed, "deploy-failed")
+    sweeper = make_sweeper({"error-resetter": "apply"})
+    with ironic_answers_500(bed):
+        result = sweeper.sweep(apply=True)
+    assert result.actions == [] and result.findings == []
+    assert set(result.skipped) == {"error-resetter", "clean-failed", "stuck-transient", "maintenance-doctor"}
+    assert all(why == "incomplete snapshot for ironic" for why in result.skipped.values())
+    assert bed.node_raw(name)["provision_state"] == "deploy failed"
+    assert outcomes(sweeper.sweep(apply=True).actions, name) == ["succeeded"]  # data complete again: fixed
+    wait_states(bed, [name], {"available"})

@@ -1,0 +1,84 @@
+"""Pure logic of the safety layer: must-not-touch, grace, budgets on the node, the breaker's arithmetic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hammersmith.config import Breaker, Policy
+from hammersmith.react.hammers import load
+from hammersmith.react.safety import EXTRA_KEY, Refused, attempts_in_node, breaker_verdict, may_touch
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def bed_clouds() -> None:
+    """These tests need no testbed (overrides the directory's autouse fixture)."""
+
+
+def node(**fields: Any) -> dict[str, Any]:
+    return {
+        "uuid": "u1",
+        "name": "n1",
+        "provision_state": "error",
+        "maintenance": False,
+        "fault": None,
+        "maintenance_reason": None,
+        "instance_uuid": None,
+        "reservation": None,
+        "updated_at": (NOW - timedelta(hours=1)).isoformat(),
+        **fields,
+    }
+
+
+def refusal(hammer: str, policy: Policy | None = None, **fields: Any) -> str | None:
+    try:
+        may_touch(load()[hammer], node(**fields), policy or Policy(), NOW)
+    except Refused as exc:
+        return str(exc)
+    return None
+
+
+def test_must_not_touch() -> None:
+    assert refusal("error-resetter") is None
+    assert refusal("error-resetter", instance_uuid="i-1") == "user instance i-1"
+    assert refusal("error-resetter", maintenance=True, maintenance_reason="rack move (ann)").startswith(
+        "operator maintenance"
+    )
+    assert refusal("error-resetter", reservation="conductor-1") == "locked by conductor conductor-1"
+    assert refusal("error-resetter", provision_state="deploying") == "in transient state 'deploying'"
+    assert refusal("stuck-transient", provision_state="wait call-back") is None  # its known error is exactly that
+
+
+def test_ironic_fault_maintenance_only_for_the_hammer_that_handles_it() -> None:
+    fault = {"maintenance": True, "fault": "clean failure", "provision_state": "clean failed"}
+    assert refusal("clean-failed", **fault) is None
+    assert refusal("error-resetter", **fault) is not None
+    own = {**fault, "maintenance_reason": "hammersmith: clean-failed gave up after 3 attempts: x"}
+    assert refusal("clean-failed", **own) is not None  # after escalation nothing retries it
+
+
+def test_grace_period() -> None:
+    recent = (NOW - timedelta(minutes=3)).isoformat()
+    assert refusal("error-resetter", updated_at=recent) == "changed 180 s ago (grace 10 min)"
+    assert refusal("error-resetter", Policy(grace_minutes=0), updated_at=recent) is None
+
+
+def test_attempts_recorded_on_the_node_count_within_the_window() -> None:
+    stamps = [(NOW - timedelta(days=d)).isoformat() for d in (1, 2, 9)]
+    n = node(extra={EXTRA_KEY: {"error-resetter": stamps, "clean-failed": [NOW.isoformat()]}})
+    assert attempts_in_node(n, "error-resetter", NOW - timedelta(days=7)) == 2
+    assert attempts_in_node(node(), "error-resetter", NOW - timedelta(days=7)) == 0
+
+
+def test_breaker_percent_and_absolute_cap() -> None:
+    policy = Policy(breaker=Breaker(max_percent=20, max_actions=10))
+    assert not breaker_verdict(5, 0, 30, policy).trip  # 17 %
+    assert breaker_verdict(7, 0, 30, policy).trip  # 23 %
+    assert breaker_verdict(4, 3, 30, policy).trip  # counts what was applied in the window too
+    assert breaker_verdict(11, 0, 1000, policy).trip  # 1.1 % but over the absolute cap
+    assert breaker_verdict(1, 0, 0, policy).trip  # no fleet size: fail closed
+    assert not breaker_verdict(0, 0, 0, policy).trip
