@@ -24,10 +24,14 @@ WATCHED = ("provision_state", "maintenance", "maintenance_reason", "instance_uui
 
 
 @pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """30 nodes; users' instances and operators' maintenance (one on top of a known error) from the start."""
+def bed(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Testbed]:
+    """30 nodes; users' instances and operators' maintenance (one on top of a known error) from the start.
+
+    A test module sets `NEUTRON = True` to get a real Neutron beside Ironic.
+    """
     workdir = tmp_path_factory.mktemp("hammerbed")
-    state = lifecycle.up(workdir, 30, free_port(), _quiet_step)
+    neutron = getattr(request.module, "NEUTRON", False)
+    state = lifecycle.up(workdir, 30, free_port(), _quiet_step, neutron=neutron)
     try:
         for fault, count in HANDS_OFF.items():
             lifecycle.inject(workdir, fault, count=count)

@@ -216,7 +216,13 @@ def test_incomplete_snapshot_means_no_action(bed: Testbed, make_sweeper: Callabl
     with ironic_answers_500(bed):
         result = sweeper.sweep(apply=True)
     assert result.actions == [] and result.findings == []
-    assert set(result.skipped) == {"error-resetter", "clean-failed", "stuck-transient", "maintenance-doctor"}
+    assert set(result.skipped) == {
+        "error-resetter",
+        "clean-failed",
+        "dirty-ports",
+        "stuck-transient",
+        "maintenance-doctor",
+    }
     assert all(why == "incomplete snapshot for ironic" for why in result.skipped.values())
     assert bed.node_raw(name)["provision_state"] == "deploy failed"
     assert outcomes(sweeper.sweep(apply=True).actions, name) == ["succeeded"]  # data complete again: fixed

@@ -24,11 +24,16 @@ SWEEPS = 3
 
 
 def demo_settings(settings: Settings, observe: bool) -> Settings:
-    """The testbed's config with every hammer in apply mode (unless --observe) and no grace period."""
+    """The testbed's config with every hammer in apply mode (unless --observe) and no grace period.
+
+    The demo breaks 13 of 30 nodes on purpose, so its breaker allows 30 % of the fleet (default
+    20 %), and stale-inspection is off (every fresh node would qualify and crowd the report).
+    """
     site = settings.sites[lifecycle.SITE_NAME]
-    # stale-inspection would take healthy nodes out of the pool: it stays observe-only in the demo
-    modes = {name: ("observe" if observe or name == "stale-inspection" else "apply") for name in registry.load()}
-    policy = site.policy.model_copy(update={"hammers": modes, "grace_minutes": 0})
+    modes = {name: ("observe" if observe else "apply") for name in registry.load()}
+    modes["stale-inspection"] = "off"
+    breaker = site.policy.breaker.model_copy(update={"max_percent": 30})
+    policy = site.policy.model_copy(update={"hammers": modes, "grace_minutes": 0, "breaker": breaker})
     return settings.model_copy(update={"sites": {lifecycle.SITE_NAME: site.model_copy(update={"policy": policy})}})
 
 
@@ -45,11 +50,12 @@ def demo(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=20, max=2000)] = 30,
     keep: Annotated[bool, typer.Option("--keep/--down", help="Leave the testbed running to explore.")] = True,
     observe: Annotated[bool, typer.Option("--observe", help="Hammers only say what they would do.")] = False,
+    neutron: Annotated[bool, typer.Option("--neutron/--no-neutron", help="Run a real Neutron too.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Start the local testbed with injected faults, report what is wrong, and let the hammers fix it."""
     lifecycle.down(Path.cwd())
-    state, seconds = bring_up(nodes, None, as_json)
+    state, seconds = bring_up(nodes, None, as_json, neutron)
     sweeps: list[dict[str, Any]] = []
     try:
         t0 = time.perf_counter()

@@ -47,10 +47,10 @@ def progress_steps(quiet: bool) -> Iterator[lifecycle.Step]:
             progress.update(current[-1], completed=task.total or 1, total=task.total or 1)
 
 
-def bring_up(nodes: int, port: int | None, quiet: bool) -> tuple[lifecycle.State, float]:
+def bring_up(nodes: int, port: int | None, quiet: bool, neutron: bool = False) -> tuple[lifecycle.State, float]:
     started = time.perf_counter()
     with progress_steps(quiet) as step:
-        state = lifecycle.up(Path.cwd(), nodes, port, step)
+        state = lifecycle.up(Path.cwd(), nodes, port, step, neutron)
     return state, time.perf_counter() - started
 
 
@@ -58,10 +58,11 @@ def bring_up(nodes: int, port: int | None, quiet: bool) -> tuple[lifecycle.State
 def up(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=2000, help="Nodes to enrol.")] = 30,
     port: Annotated[int | None, typer.Option("--port", help="API port (default 6385, else a free one).")] = None,
+    neutron: Annotated[bool, typer.Option("--neutron", help="Also run a real Neutron (VIFs, port faults).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Install (once), start Ironic, enrol nodes to `available`, write clouds.yaml + hammersmith.yaml here."""
-    state, seconds = bring_up(nodes, port, as_json)
+    state, seconds = bring_up(nodes, port, as_json, neutron)
     if as_json:
         emit_json({"url": state.url, "pid": state.pid, "nodes": state.nodes, "seconds": round(seconds, 2)})
     else:

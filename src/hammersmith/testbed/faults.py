@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from openstack.connection import Connection
 
 from hammersmith.errors import TestbedError
+from hammersmith.testbed import process
 from hammersmith.testbed.fleet import WORKERS, wait_for
-from hammersmith.testbed.ironic import DEAD_NEUTRON, Ironic, State
+from hammersmith.testbed.ironic import DEAD_ENDPOINT, Ironic, State
+from hammersmith.testbed.neutron import Neutron
 
 OPERATOR_REASON = "Replacing DIMM B2, ticket OPS-1432 (jdoe)"
 #: states a fault may leave a node in, for the batch wait
@@ -74,6 +78,52 @@ class Injector:
         self.bm = conn.baremetal
         self.ironic = ironic
         self.state = state
+        self.neutron_lock = threading.Lock()  # no Neutron call while another fault has Neutron down
+
+    @property
+    def neutron(self) -> bool:
+        return self.state.neutron_port is not None
+
+    def use_flat_network(self, node: str) -> None:
+        """The network interface that really talks to Neutron, on the testbed's provisioning network."""
+        self.bm.patch_node(
+            node,
+            [
+                {"op": "add", "path": "/network_interface", "value": "flat"},
+                {"op": "add", "path": "/driver_info/cleaning_network", "value": self.state.network_id},
+                {"op": "add", "path": "/driver_info/provisioning_network", "value": self.state.network_id},
+            ],
+        )
+
+    def attach_vif(self, node: str) -> str:
+        """A VIF the way Nova attaches one: with Neutron, a real port through Ironic's VIF API;
+        without, a fixture write of the record that API would leave."""
+        if not self.neutron:
+            vif = str(uuid.uuid4())
+            self.sql(
+                "UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
+                json.dumps({"tenant_vif_port_id": vif}),
+                node,
+            )
+            return vif
+        with self.neutron_lock:
+            port = self.conn.network.create_port(network_id=self.state.network_id, name=f"vif-{node}")
+            self.bm.attach_vif_to_node(node, port.id)
+        return str(port.id)
+
+    @contextmanager
+    def neutron_down(self) -> Iterator[None]:
+        """A real Neutron outage (stopped by PID, started again), one at a time."""
+        if not self.neutron:
+            yield  # Ironic's Neutron endpoint is a dead port anyway
+            return
+        with self.neutron_lock:
+            process.stop(self.state.neutron_pid)
+            try:
+                yield
+            finally:
+                self.state.neutron_pid = Neutron(self.ironic.dir / "neutron").start(self.state.neutron_port or 0)
+                self.ironic.save_state(self.state)
 
     # -- helpers the faults share -------------------------------------------------------------
     def wait(self, node: str, *states: str) -> dict:
@@ -129,17 +179,16 @@ class Injector:
 @fault("error-teardown", "error after 'Failed to tear down': Neutron unreachable while detaching the VIF")
 def error_teardown(inj: Injector, node: str) -> None:
     # a tenant deploy on the flat network with a VIF attached, as Nova leaves it
-    inj.bm.update_node(node, network_interface="flat")
+    if inj.neutron:
+        inj.use_flat_network(node)
+    else:
+        inj.bm.update_node(node, network_interface="flat")
     inj.deploy(node, display_name=f"experiment-{node}")
     inj.wait(node, "active")
-    inj.sql(
-        "UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
-        json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}),
-        node,
-    )
-    # Ironic's Neutron endpoint is a dead port, so the VIF detach in tear down fails
-    inj.bm.set_node_provision_state(node, "deleted", wait=False)
-    inj.wait(node, "error")
+    inj.attach_vif(node)
+    with inj.neutron_down():  # Neutron is down while the tear down detaches the VIF: it fails
+        inj.bm.set_node_provision_state(node, "deleted", wait=False)
+        inj.wait(node, "error")
     # Neutron "comes back": the node keeps its error but could now be torn down again
     inj.with_maintenance(node, network_interface="noop")
 
@@ -147,7 +196,7 @@ def error_teardown(inj: Injector, node: str) -> None:
 @fault("deploy-failed", "deploy failed: the image server is unreachable")
 def deploy_failed(inj: Injector, node: str) -> None:
     inj.bm.update_node(node, deploy_interface="direct")
-    inj.deploy(node, image_source=f"{DEAD_NEUTRON}images/ubuntu-22.04.qcow2")
+    inj.deploy(node, image_source=f"{DEAD_ENDPOINT}images/ubuntu-22.04.qcow2")
     inj.wait(node, "deploy failed")
     inj.with_maintenance(node, deploy_interface="fake")
 
@@ -176,11 +225,13 @@ def stuck_deploying(inj: Injector, node: str) -> None:
 
 @fault("dirty-port", "available, but its port keeps a stale tenant_vif_port_id in internal_info")
 def dirty_port(inj: Injector, node: str) -> None:
-    inj.sql(
-        "UPDATE ports SET internal_info = ? WHERE node_id = (SELECT id FROM nodes WHERE name = ?)",
-        json.dumps({"tenant_vif_port_id": str(uuid.uuid4())}),
-        node,
-    )
+    if inj.neutron:  # a VIF attached through Ironic, whose Neutron port is then deleted behind its back
+        inj.use_flat_network(node)
+        vif = inj.attach_vif(node)
+        with inj.neutron_lock:
+            inj.conn.network.delete_port(vif)
+    else:
+        inj.attach_vif(node)
 
 
 @fault("maintenance-no-reason", "maintenance set without a reason")

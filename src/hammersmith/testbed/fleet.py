@@ -16,14 +16,16 @@ WORKERS = 8
 Progress = Callable[[int], None]
 
 
-def connect(url: str) -> Connection:
-    """An SDK connection straight to the testbed's noauth Ironic (no clouds.yaml needed)."""
+def connect(url: str, neutron_url: str | None = None) -> Connection:
+    """An SDK connection straight to the testbed's noauth Ironic (and Neutron), no clouds.yaml needed."""
+    extra = {"network_endpoint_override": neutron_url} if neutron_url else {}
     return openstack.connect(
         load_yaml_config=False,
         load_envvars=False,
         auth_type="none",
         baremetal_endpoint_override=url,
         baremetal_api_version="1",
+        **extra,
     )
 
 

@@ -24,8 +24,8 @@ from hammersmith.testbed import process
 IRONIC_VERSION = "39.0.0"
 CLOUD_NAME = "hammersmith-testbed"
 SITE_NAME = "testbed"
-#: a loopback port nothing listens on: Ironic's Neutron calls fail the way they do when Neutron is down
-DEAD_NEUTRON = "http://127.0.0.1:9/"
+#: a loopback port nothing listens on: a Neutron or image server that is down
+DEAD_ENDPOINT = "http://127.0.0.1:9/"
 
 CONF_TEMPLATE = """\
 # written by hammersmith testbed; regenerated on every start
@@ -82,7 +82,7 @@ endpoint_override = http://127.0.0.1:{port}
 
 [neutron]
 auth_type = none
-endpoint_override = {dead_neutron}
+endpoint_override = {neutron_url}
 connect_retries = 0
 status_code_retries = 0
 
@@ -143,10 +143,18 @@ class State:
     pid: int | None = None
     nodes: int = 0
     faults: dict[str, list[str]] = field(default_factory=dict)
+    #: the optional real Neutron (`testbed up --neutron`) and its provisioning network
+    neutron_port: int | None = None
+    neutron_pid: int | None = None
+    network_id: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def neutron_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.neutron_port}/" if self.neutron_port else None
 
 
 class Ironic:
@@ -175,13 +183,20 @@ class Ironic:
     def _bin(self, name: str) -> str:
         return str(venv_dir() / "bin" / name)
 
-    def write_config(self, port: int, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0) -> Path:
+    def write_config(
+        self,
+        port: int,
+        deploy_delay: int = 0,
+        bios_delay: int = 0,
+        inspect_delay: int = 0,
+        neutron_url: str | None = None,
+    ) -> Path:
         conf = self.dir / "ironic.conf"
         conf.write_text(
             CONF_TEMPLATE.format(
                 dir=self.dir,
                 port=port,
-                dead_neutron=DEAD_NEUTRON,
+                neutron_url=neutron_url or DEAD_ENDPOINT,
                 deploy_delay=deploy_delay,
                 bios_delay=bios_delay,
                 inspect_delay=inspect_delay,
@@ -216,7 +231,7 @@ class Ironic:
             raise TestbedError(
                 f"port {state.port} on 127.0.0.1 is already in use", hint="stop what listens there, or pass --port"
             )
-        conf = self.write_config(state.port, deploy_delay, bios_delay, inspect_delay)
+        conf = self.write_config(state.port, deploy_delay, bios_delay, inspect_delay, state.neutron_url)
         state.pid = process.start([self._bin("ironic"), "--config-file", str(conf)], self.log, self.dir)
         self.save_state(state)
         deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ from hammersmith.testbed.ironic import (
     port_in_use,
     venv_dir,
 )
+from hammersmith.testbed.neutron import NEUTRON_VERSION, PHYSNET, Neutron
 
 MARKER = "# written by 'hammersmith testbed up'"
 Step = Callable[[str, int | None], Callable[[int], None]]
@@ -33,8 +34,8 @@ def testbed_dir(workdir: Path) -> Path:
     return workdir / ".hammersmith" / "testbed"
 
 
-def up(workdir: Path, nodes: int, port: int | None, step: Step) -> State:
-    """Install (once), start Ironic on a fresh database, enrol nodes, write clouds.yaml + hammersmith.yaml."""
+def up(workdir: Path, nodes: int, port: int | None, step: Step, neutron: bool = False) -> State:
+    """Install (once), start Ironic (and Neutron) on fresh databases, enrol nodes, write the client files."""
     ironic = Ironic(testbed_dir(workdir))
     previous = ironic.load_state()
     if previous and process.alive(previous.pid):
@@ -52,19 +53,45 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step) -> State:
     # a new fleet has new node UUIDs: the old ledger, locks and breaker of the testbed site mean nothing
     for stale in (workdir / ".hammersmith").glob("hammersmith.sqlite*"):
         stale.unlink()
+    if neutron:
+        step(f"installing and starting Neutron {NEUTRON_VERSION} (first run installs it)", None)(0)
+        start_neutron(workdir, state)
     step(f"starting Ironic on {state.url}", None)(0)
-    ironic.start(state)
     try:
-        conn = fleet.connect(state.url)
+        ironic.start(state)
+        conn = fleet.connect(state.url, state.neutron_url)
         advance = step(f"enrolling {nodes} nodes and cleaning them to 'available'", nodes)
         fleet.enrol(conn, nodes, advance)
     except Exception:
         ironic.stop(state)
+        process.stop(state.neutron_pid)
         raise
     state.nodes = nodes
     ironic.save_state(state)
     write_client_files(workdir, state)
     return state
+
+
+def start_neutron(workdir: Path, state: State) -> None:
+    """Start the testbed's Neutron and give it the flat provisioning network Ironic's nodes use."""
+    server = Neutron(testbed_dir(workdir) / "neutron")
+    if state.neutron_port is None:
+        server.prepare()
+        state.neutron_port = free_port()
+    state.neutron_pid = server.start(state.neutron_port)
+    Ironic(testbed_dir(workdir)).save_state(state)
+    if state.network_id is None:
+        conn = fleet.connect(state.url, state.neutron_url)
+        network = conn.network.create_network(
+            name="provisioning", provider_network_type="flat", provider_physical_network=PHYSNET, shared=True
+        )
+        state.network_id = network.id
+
+
+def stop_neutron(workdir: Path, state: State) -> None:
+    process.stop(state.neutron_pid)
+    state.neutron_pid = None
+    Ironic(testbed_dir(workdir)).save_state(state)
 
 
 def write_client_files(workdir: Path, state: State) -> None:
@@ -77,11 +104,10 @@ def write_client_files(workdir: Path, state: State) -> None:
     clouds: dict[str, Any] = {"clouds": {}}
     if clouds_file.exists():
         clouds = yaml.safe_load(clouds_file.read_text()) or {"clouds": {}}
-    clouds.setdefault("clouds", {})[CLOUD_NAME] = {
-        "auth_type": "none",
-        "baremetal_endpoint_override": state.url,
-        "baremetal_api_version": "1",
-    }
+    cloud = {"auth_type": "none", "baremetal_endpoint_override": state.url, "baremetal_api_version": "1"}
+    if state.neutron_url:
+        cloud["network_endpoint_override"] = state.neutron_url
+    clouds.setdefault("clouds", {})[CLOUD_NAME] = cloud
     clouds_file.write_text(f"{MARKER}\n" + yaml.safe_dump(clouds, sort_keys=False))
     config_file = workdir / "hammersmith.yaml"
     if config_file.exists() and not config_file.read_text().startswith(MARKER):
@@ -110,6 +136,9 @@ def status(workdir: Path) -> dict[str, Any]:
         "running": process.alive(state.pid),
         "pid": state.pid,
         "url": state.url,
+        "neutron": {"url": state.neutron_url, "pid": state.neutron_pid, "running": process.alive(state.neutron_pid)}
+        if state.neutron_port
+        else None,
         "directory": str(ironic.dir),
         "faults": state.faults,
     }
@@ -125,6 +154,7 @@ def down(workdir: Path) -> State | None:
     state = ironic.load_state()
     if state:
         ironic.stop(state)
+        stop_neutron(workdir, state)
     return state
 
 
@@ -138,7 +168,9 @@ def inject(
 ) -> dict[str, list[str]]:
     """Inject a fault (on a named node or K picked ones), or a whole scenario; return node -> faults."""
     ironic, state = running(workdir)
-    injector = Injector(fleet.connect(state.url), ironic, state)
+    if state.neutron_port and not process.alive(state.neutron_pid):
+        start_neutron(workdir, state)  # e.g. after a crash while a fault had it stopped
+    injector = Injector(fleet.connect(state.url, state.neutron_url), ironic, state)
     before = set(state.faults)
     if scenario:
         if scenario not in SCENARIOS:

@@ -21,7 +21,7 @@ from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, finding
 
-BUILTIN = ("error_resetter", "clean_failed", "stuck_transient", "maintenance_doctor", "stale_inspection")
+BUILTIN = ("error_resetter", "clean_failed", "dirty_ports", "stuck_transient", "maintenance_doctor", "stale_inspection")
 RUNBOOKS = Path(__file__).parent.parent / "runbooks"
 
 

@@ -1,0 +1,179 @@
+"""An optional real Neutron (API server, ML2 flat, SQLite, noauth) for the testbed.
+
+Ironic's VIF records (`internal_info.tenant_vif_port_id`) are only written and cleared
+through Neutron, so the faults and hammers about them need one running. Same pattern as
+Ironic: its own cached virtualenv, 127.0.0.1, stopped by PID. Served by gunicorn through a
+shim, because Neutron no longer ships a standalone server and oslo.config reads sys.argv.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from hammersmith.errors import TestbedError
+from hammersmith.testbed import process
+
+NEUTRON_VERSION = "29.0.0"
+PHYSNET = "physnet1"
+
+NEUTRON_CONF = """\
+# written by hammersmith testbed
+[DEFAULT]
+core_plugin = ml2
+service_plugins = router
+auth_strategy = noauth
+api_paste_config = {dir}/api-paste.ini
+# no message bus: agent notifications go nowhere (no agents run)
+transport_url = fake://
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+dhcp_agent_notification = false
+log_file = {dir}/neutron.log
+host = hammersmith-neutron
+
+[database]
+connection = sqlite:///{dir}/neutron.sqlite
+
+[oslo_concurrency]
+lock_path = {dir}/lock
+
+[oslo_policy]
+policy_file = {dir}/policy.yaml
+"""
+#: noauth runs as an elevated context without the `service` role; Ironic's VIF calls need what
+#: Nova's service user may do (binding host/profile, MAC address)
+POLICY = """"create_port:binding:profile": ""
+"create_port:binding:host_id": ""
+"update_port:binding:profile": ""
+"update_port:binding:host_id": ""
+"update_port:binding:vnic_type": ""
+"update_port:mac_address": ""
+"""
+ML2_CONF = """\
+[ml2]
+type_drivers = flat
+tenant_network_types =
+mechanism_drivers =
+extension_drivers = port_security
+
+[ml2_type_flat]
+flat_networks = physnet1
+"""
+SHIM = """\
+import sys
+sys.argv = sys.argv[:1]  # oslo.config parses argv; gunicorn's are not Neutron's
+from neutron.wsgi.api import application  # noqa: E402,F401
+"""
+SCHEMA = """\
+import sys
+import sqlalchemy
+from neutron.db.migration.models import head  # noqa: F401  (imports every model)
+from neutron_lib.db import model_base
+model_base.BASEV2.metadata.create_all(sqlalchemy.create_engine(sys.argv[1]))
+"""
+
+
+def venv_dir() -> Path:
+    from hammersmith.testbed.ironic import cache_dir
+
+    return cache_dir() / f"neutron-{NEUTRON_VERSION}"
+
+
+def ensure_venv() -> None:
+    """Neutron's migrations fail on SQLite, so the schema comes from its models (as its unit tests do)."""
+    venv = venv_dir()
+    marker = venv / ".hammersmith-complete"
+    if marker.exists():
+        return
+    log = venv.parent / f"neutron-{NEUTRON_VERSION}-install.log"
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"neutron=={NEUTRON_VERSION}",
+            "gunicorn",
+        ],
+    ]
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        for argv in steps:
+            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode:
+                raise TestbedError(f"installing Neutron {NEUTRON_VERSION} failed", hint=f"see {log}")
+    marker.touch()
+
+
+class Neutron:
+    """One Neutron API server with its config and SQLite database under `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory.resolve()
+        self.log = self.dir / "neutron.stdout"
+
+    def prepare(self) -> None:
+        """Config files and a fresh schema (copied from a template cached beside the venv)."""
+        ensure_venv()
+        (self.dir / "lock").mkdir(parents=True, exist_ok=True)
+        (self.dir / "neutron.conf").write_text(NEUTRON_CONF.format(dir=self.dir))
+        (self.dir / "ml2_conf.ini").write_text(ML2_CONF)
+        (self.dir / "policy.yaml").write_text(POLICY)
+        (self.dir / "n_wsgi.py").write_text(SHIM)
+        shutil.copyfile(venv_dir() / "etc" / "neutron" / "api-paste.ini", self.dir / "api-paste.ini")
+        db = self.dir / "neutron.sqlite"
+        db.unlink(missing_ok=True)
+        template = venv_dir() / "empty-neutron.sqlite"
+        if not template.exists():
+            script = self.dir / "schema.py"
+            script.write_text(SCHEMA)
+            result = subprocess.run(
+                [str(venv_dir() / "bin" / "python"), str(script), f"sqlite:///{template}.tmp"],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
+            if result.returncode:
+                raise TestbedError("creating Neutron's schema failed", hint=result.stderr[-2000:])
+            Path(f"{template}.tmp").replace(template)
+        shutil.copyfile(template, db)
+
+    def start(self, port: int, timeout: float = 60.0) -> int:
+        """One worker, one thread: Neutron on SQLite answers "database is locked" to concurrent writes."""
+        env = {"OS_NEUTRON_CONFIG_DIR": str(self.dir), "OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"}
+        argv = [
+            str(venv_dir() / "bin" / "gunicorn"),
+            "--no-control-socket",
+            "--chdir",
+            str(self.dir),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--timeout",
+            "120",
+            "n_wsgi:application",
+        ]
+        pid = process.start(argv, self.log, self.dir, env={**env, "PATH": os.environ.get("PATH", "")})
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if not process.alive(pid):
+                    raise TestbedError("Neutron exited during start-up", hint=process.tail(self.log))
+                try:
+                    if http.get(f"http://127.0.0.1:{port}/v2.0/networks").status_code == 200:
+                        return pid
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        process.stop(pid)
+        raise TestbedError(f"Neutron did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
