@@ -1,9 +1,11 @@
 """Fault injection: produce each known error the way it happens in production, where Ironic allows.
 
-Every fault starts from an `available` node. Two things fake-hardware cannot do through the API
-are done by writing the testbed's own Ironic SQLite database, and only here (a fixture, never
-product code): a port's `internal_info` VIF (Nova's VIF attach, when no Neutron runs) and
-back-dating `provision_updated_at` so a hung deploy looks as old as the ones operators find.
+Every fault starts from an `available` node. With the testbed's Neutron (`testbed up --neutron`)
+VIFs are real: attached through Ironic's VIF API, broken by deleting the Neutron port or by a
+real Neutron outage. Without Neutron, and for one step in every mode, the testbed writes its own
+Ironic SQLite database (a fixture, never product code): the VIF record a Neutron-backed attach
+would leave, and back-dating `provision_updated_at` so a hung deploy looks as old as the ones
+operators find.
 """
 
 from __future__ import annotations
