@@ -80,6 +80,7 @@ def nearest_rank(values: list[float], percent: float) -> float:
 
 
 def quiet_step(description: str, total: int | None) -> Callable[[int], None]:
+    """`lifecycle.up` reports progress through this; the bench logs only the total."""
     return lambda done: None
 
 
@@ -161,6 +162,7 @@ def summaries(path: Path) -> list[dict[str, Any]]:
 
 
 def wait_first_sweep(agent: subprocess.Popen[bytes], out: Path, timeout: float = 120) -> dict[str, Any]:
+    """Inject only once the agent has swept the healthy fleet: it is up, connected, and between sweeps."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if found := summaries(out):
@@ -225,7 +227,10 @@ def ledger_phases(store: Store, broken: dict[str, Node], offset: float) -> list[
 
 
 def server_errors(log: Path) -> list[str]:
-    """Requests Ironic's API answered with 5xx: a sweep whose snapshot hit one skips its hammers until the next."""
+    """Requests Ironic's API answered with 5xx, to explain a sweep that skipped its hammers (incomplete snapshot).
+
+    A connection the server dropped under the client never reaches this log; the sweep's `skipped` shows those.
+    """
     if not log.exists():
         return []
     pattern = re.compile(r"^(\S+ \S+) .* ironic\.api .* - (\w+ \S+) - (5\d\d) ")
@@ -233,6 +238,7 @@ def server_errors(log: Path) -> list[str]:
 
 
 def stop_agent(agent: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, as an operator's service manager would; kill only if it does not stop within a minute."""
     if agent.poll() is None:
         agent.send_signal(signal.SIGTERM)  # finishes the sweep under way, then exits
         try:
@@ -244,6 +250,7 @@ def stop_agent(agent: subprocess.Popen[bytes]) -> int:
 
 
 def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """One fresh testbed: sweep cost on the healthy fleet, then faults under the running agent; always torn down."""
     out: dict[str, Any] = {"problems": [], "notes": []}
     with tempfile.TemporaryDirectory(prefix="hammersmith-remediation-") as tmp:
         workdir = Path(tmp)
@@ -366,6 +373,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 
 def report(out: dict[str, Any], args: argparse.Namespace, console: Console) -> None:
+    """Per node, slowest last, then the figures the issue's target is about."""
     table = Table(title=f"time to fixed: {args.faults} faults in {args.nodes} nodes, sweep every {args.interval} s")
     for column in ("node", "fault", "fixed after s", "wait", "to action", "call", "Ironic"):
         table.add_column(column, justify="right")

@@ -114,6 +114,7 @@ def test_stale_inspection_inspects_at_most_k(bed: Testbed, make_sweeper: Callabl
     result = sweeper.sweep(apply=True)
     (done,) = [a for a in result.actions if a["outcome"] == "succeeded"]
     assert result.deferred["stale-inspection"] >= 10
+    assert result.summary()["deferred_by_rate_limit"] == result.deferred
     node = wait_states(bed, [done["node"]], {"available"})[done["node"]]
     assert node["provision_state"] == "available" and bed.node_raw(done["node"])["inspection_finished_at"]
     untouched(before, bed)

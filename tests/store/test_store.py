@@ -137,3 +137,15 @@ def test_unreachable_postgres_raises_store_error_without_password() -> None:
     assert "hunter2-secret" not in message
     assert f"postgresql+psycopg://admin:***@127.0.0.1:{port}/state" in str(caught.value)
     assert "server is running" in caught.value.hint
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
+    """Agents started together on a fresh SQLite file must not both create the tables."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.sqlite'}"
+    code = f"from hammersmith.store import open_store; open_store({url!r}).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors

@@ -56,6 +56,9 @@ class SiteConnection:
                 cloud=site.cloud,
                 region_name=site.region,
                 api_timeout=site.timeout_seconds,
+                # one retry when a kept-alive connection was closed by the server just as we reused it;
+                # only connection failures are retried (list calls are GETs), never HTTP errors
+                connect_retries=1,
             )
         except sdk_exc.ConfigException as exc:
             raise CloudError(

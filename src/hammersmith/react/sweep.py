@@ -100,6 +100,7 @@ class Result:
             "breaker": self.breaker,
             "skipped": self.skipped,
             "reconciled": self.reconciled,
+            "deferred_by_rate_limit": self.deferred,
         }
 
 

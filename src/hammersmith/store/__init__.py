@@ -5,6 +5,7 @@ Opening a Store migrates it to the newest schema, so every command sees the tabl
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -52,6 +53,23 @@ def _reason(exc: BaseException, password: str | None) -> str:
     return text.replace(password, "***") if password else text
 
 
+MIGRATION_LOCK_ID = 0x68616D6D  # "hamm": PostgreSQL advisory lock key for migrations
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive advisory lock on a file beside an SQLite database (no-op for server databases)."""
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Store(LedgerMixin):
     """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 
@@ -63,6 +81,7 @@ class Store(LedgerMixin):
         shown = parsed.render_as_string(hide_password=True)
         password = str(parsed.password) if parsed.password else None
         db_file = _sqlite_file(parsed)
+        self._lock_file = db_file.with_name(db_file.name + ".migrate-lock") if db_file else None
         try:
             for directory in (state_dir, db_file.parent if db_file else None):
                 if directory is not None:
@@ -100,9 +119,12 @@ class Store(LedgerMixin):
             ) from None
 
     def _migrate(self) -> None:
+        """One migrator at a time: agents started together on a fresh database must not race."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with _file_lock(self._lock_file), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
