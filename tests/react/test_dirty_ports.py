@@ -17,7 +17,7 @@ def vifs(bed: Testbed, name: str) -> list[str]:
     return [p["internal_info"]["tenant_vif_port_id"] for p in ports if p["internal_info"].get("tenant_vif_port_id")]
 
 
-def test_stale_vifs_on_every_port_are_detached(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+def test_dirty_ports_detach_stale_vifs_on_every_port(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
     one, two = break_nodes(bed, "dirty-port", count=2)
     # the second node gets a second port with its own stale VIF: the hammer must not stop at the first port
     bm = bed.conn.baremetal

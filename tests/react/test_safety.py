@@ -82,3 +82,13 @@ def test_breaker_percent_and_absolute_cap() -> None:
     assert breaker_verdict(11, 0, 1000, policy).trip  # 1.1 % but over the absolute cap
     assert breaker_verdict(1, 0, 0, policy).trip  # no fleet size: fail closed
     assert not breaker_verdict(0, 0, 0, policy).trip
+
+
+def test_every_hammer_has_a_runbook_and_a_test_under_its_name() -> None:
+    from pathlib import Path
+
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    for name, hammer in load().items():
+        assert hammer.runbook.is_file() and hammer.runbook.read_text().startswith(f"# {name}\n")
+        assert f"def test_{name.replace('-', '_')}" in tests, f"no test named after hammer {name}"
+        assert hammer.doc, f"hammer {name} needs a docstring"
