@@ -101,8 +101,9 @@ class LedgerMixin:
         agent: str | None = None,
         now: datetime | None = None,
     ) -> int:
-        """Write a row that is complete at once (observed, refused, escalated); return its id."""
+        """Write a row: complete at once (observed, refused, escalated), or an intent (in_flight); return its id."""
         now = _now(now)
+        started = now if outcome in ("escalated", "in_flight") else None
         done = now if outcome == "escalated" else None
         row = Action(
             site=site,
@@ -117,7 +118,7 @@ class LedgerMixin:
             reason=reason,
             before=before,
             planned_at=now,
-            started_at=done,
+            started_at=started,
             finished_at=done,
             sweep_id=sweep_id,
             agent=agent,
@@ -140,8 +141,7 @@ class LedgerMixin:
         now: datetime | None = None,
     ) -> int:
         """Write the intent, committed, before the API is called: a crash mid-call leaves it in flight, not lost."""
-        now = _now(now)
-        row = Action(
+        return self.record_action(
             site=site,
             hammer=hammer,
             node_uuid=node_uuid,
@@ -149,15 +149,13 @@ class LedgerMixin:
             trigger=trigger,
             mode="apply",
             kind=kind,
-            params=dict(params),
+            params=params,
             outcome="in_flight",
             before=before,
-            planned_at=now,
-            started_at=now,
             sweep_id=sweep_id,
             agent=agent,
+            now=now,
         )
-        return self._add(row)
 
     def finish_action(
         self,

@@ -6,16 +6,15 @@ in BUILTIN and loaded the same way as a plugin would be.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import entry_points
 from typing import Any
 
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
 from hammersmith.detect.handsoff import hands_off
+from hammersmith.plugins import load_plugins
 
 BUILTIN = ("error_teardown", "deploy_failed", "clean_failed", "stuck", "dirty_port", "maintenance_no_reason")
 
@@ -71,10 +70,7 @@ def check(name: str, reads: tuple[str, ...] = ("ironic",)) -> Callable[[CheckFun
 
 
 def load() -> dict[str, Check]:
-    for module in BUILTIN:
-        importlib.import_module(f"{__name__}.{module}")
-    for ep in entry_points(group="hammersmith.checks"):
-        ep.load()
+    load_plugins(__name__, BUILTIN, "hammersmith.checks")
     return CHECKS
 
 

@@ -8,10 +8,8 @@ layer's job (react.safety), the same for every trigger.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +18,7 @@ from openstack.connection import Connection
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, finding
+from hammersmith.plugins import load_plugins
 
 BUILTIN = ("error_resetter", "clean_failed", "dirty_ports", "stuck_transient", "maintenance_doctor", "stale_inspection")
 RUNBOOKS = Path(__file__).parent.parent / "runbooks"
@@ -97,8 +96,5 @@ def hammer(cls: type[Hammer]) -> type[Hammer]:
 
 
 def load() -> dict[str, Hammer]:
-    for module in BUILTIN:
-        importlib.import_module(f"{__name__}.{module}")
-    for ep in entry_points(group="hammersmith.hammers"):
-        ep.load()
+    load_plugins(__name__, BUILTIN, "hammersmith.hammers")
     return HAMMERS
