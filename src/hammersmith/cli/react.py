@@ -129,22 +129,24 @@ def ledger(
     if as_json:
         emit_json([r.to_dict() for r in rows])
         return
-    table = Table(title=f"Ledger: {len(rows)} action(s)")
-    for column in ("when (UTC)", "site", "node", "hammer", "action", "mode", "outcome"):
+    sites = {r.site for r in rows}
+    table = Table(title=f"Ledger: {len(rows)} action(s)" + (f" at site {next(iter(sites))}" if len(sites) == 1 else ""))
+    columns = ["when (UTC)", *(["site"] if len(sites) > 1 else []), "node", "hammer", "action", "outcome"]
+    for column in columns:
         table.add_column(column, no_wrap=True)
-    table.add_column("reason", overflow="fold", min_width=30)
+    table.add_column("reason", overflow="fold", ratio=1)
     for r in rows:
         style = OUTCOME_STYLE.get(r.outcome, "")
-        table.add_row(
-            r.planned_at.strftime("%m-%d %H:%M:%S"),
-            r.site,
-            r.node_name,
+        cells = [
+            r.planned_at.strftime("%H:%M:%S"),
+            *([r.site] if len(sites) > 1 else []),
+            r.node_name or r.node_uuid,
             r.hammer,
             r.kind,
-            r.mode,
             f"[{style}]{r.outcome}[/]",
             (r.error or r.reason or "")[:160],
-        )
+        ]
+        table.add_row(*cells)
     console.print(table)
 
 
