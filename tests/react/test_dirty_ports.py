@@ -54,3 +54,19 @@ def test_error_teardown_through_a_real_neutron_outage(bed: Testbed, make_sweeper
     result = make_sweeper({"error-resetter": "apply"}).sweep(apply=True)
     assert [a["outcome"] for a in result.actions if a["node"] == name] == ["succeeded"]
     fleet.wait_for(bed.conn, [name], {"available"}, 60)  # Neutron is back: the tear down now succeeds
+
+
+def test_snapshot_reads_neutron_when_the_catalog_has_it(bed: Testbed) -> None:
+    from hammersmith.cloud import snapshot
+    from hammersmith.cloud.connection import SiteConnection
+    from hammersmith.config import Site
+    from hammersmith.testbed.ironic import CLOUD_NAME
+
+    conn = fleet.connect(bed.state.url, bed.state.neutron_url)
+    conn.network.create_port(network_id=bed.state.network_id, name="listed")
+    snap = snapshot.take(SiteConnection("lab", Site(cloud=CLOUD_NAME, page_size=1)))
+    assert snap.services["neutron"].status == "ok" and snap.complete("ironic", "neutron")
+    ports = snap.data["network_ports"] or []
+    assert any(p["name"] == "listed" for p in ports)
+    # page_size 1: one request per port plus the last page, one for floating IPs (none): pages only
+    assert snap.requests["neutron"] == len(ports) + 1 + 1
