@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import signal
 import statistics
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import machine  # bench/ is the script directory, so this is bench/common.py
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -46,7 +46,7 @@ from hammersmith.react.sweep import Sweeper
 from hammersmith.store import Store, open_store
 from hammersmith.store.models import Sweep
 from hammersmith.testbed import fleet, lifecycle
-from hammersmith.testbed.ironic import CLOUD_NAME, IRONIC_VERSION, free_port
+from hammersmith.testbed.ironic import CLOUD_NAME, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "remediation.json"
 SITE = "lab"
@@ -426,13 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "started_at": started.isoformat(),
                 "args": vars(args),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "ironic": IRONIC_VERSION,
-                    "loadavg_at_end": os.getloadavg(),
-                },
+                "machine": machine(),
                 **out,
             },
             indent=2,

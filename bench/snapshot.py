@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import machine  # bench/ is the script directory, so this is bench/common.py
 from rich.console import Console
 from rich.table import Table
 
 from hammersmith.cloud import snapshot
 from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Site
-from hammersmith.testbed.ironic import IRONIC_VERSION, Ironic, State, ensure_venv, free_port
+from hammersmith.testbed.ironic import Ironic, State, ensure_venv, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import seed  # noqa: E402  (bench/ is not a package)
@@ -188,13 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "started_at": started.isoformat(),
                 "repeat": args.repeat,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "ironic": IRONIC_VERSION,
-                    "loadavg_at_end": os.getloadavg(),
-                },
+                "machine": machine(),
                 "results": [r.to_json() for r in results],
             },
             indent=2,

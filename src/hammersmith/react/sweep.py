@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -268,21 +268,7 @@ class Sweeper:
         except Exception as exc:
             self._record(result, action, "refused", f"escalation failed: {safety.short_error(exc)}", node, "apply")
             return
-        self.store.record_action(
-            site=self.site_name,
-            hammer=hammer.name,
-            node_uuid=action.node_uuid,
-            node_name=action.node_name,
-            trigger=self.trigger,
-            mode="apply",
-            kind="escalate",
-            params={},
-            outcome="escalated",
-            reason=reason,
-            before=fields(node),
-            agent=self.agent,
-        )
-        result.add(action, "escalated", "apply", reason)
+        self._record(result, replace(action, kind="escalate", params={}), "escalated", reason, node, "apply")
         notify.escalation(self.store, self.site, self.site_name, hammer, action, reason)
 
     def _apply(self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any]) -> None:
