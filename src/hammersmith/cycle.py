@@ -1,7 +1,8 @@
-"""One cycle for one site, top to bottom: snapshot -> checks (-> plan -> guarded apply -> ledger).
+"""The read-only cycle for one site: snapshot -> checks, recorded in the store.
 
-Later capabilities (hammers, the safety layer, the ledger) slot into this one function, so
-the whole path from reading a site to acting on it can be read in one place.
+`hammersmith snapshot`, `check` and the demo's report use it; the acting cycle (plan ->
+guarded apply -> ledger) is `hammersmith.react.sweep.Sweeper.sweep`, which reads top to bottom
+the same way.
 """
 
 from __future__ import annotations
