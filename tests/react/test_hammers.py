@@ -158,6 +158,8 @@ def test_chronic_fault_stops_after_the_budget(
     assert ledger.returncode == 0, ledger.stderr
     rows = json.loads(ledger.stdout)
     assert [r["outcome"] for r in rows] == ["refused", "escalated", "succeeded", "succeeded"]  # newest first
+    assert outcomes(sweeper.sweep(apply=True).actions, name) == ["refused"]
+    assert len(sweeper.store.actions(node=name, hammer="error-resetter")) == 4  # same refusal: no new row
     assert rows[-1]["before"]["provision_state"] == "error" and rows[-1]["after"] is not None
     assert (
         sweeper.store.attempts(

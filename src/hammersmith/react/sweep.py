@@ -314,6 +314,9 @@ class Sweeper:
         mode: str | None = None,
     ) -> None:
         mode = mode or ("apply" if result.apply and self.policy.mode(action.hammer) == "apply" else "observe")
+        result.add(action, outcome, mode, reason)
+        if outcome in ("refused", "observed") and self._repeats(action, outcome, reason, mode):
+            return  # the ledger already says exactly this, for this node, as its latest word
         self.store.record_action(
             site=self.site_name,
             hammer=action.hammer,
@@ -328,4 +331,14 @@ class Sweeper:
             before=fields(node),
             agent=self.agent,
         )
-        result.add(action, outcome, mode, reason)
+
+    def _repeats(self, action: Action, outcome: str, reason: str, mode: str) -> bool:
+        """True when the node's latest row for this hammer is the same refusal or observation:
+        a node left alone for weeks must not write a row every sweep."""
+        last = self.store.actions(site=self.site_name, hammer=action.hammer, node=action.node_uuid, limit=1)
+        return bool(last) and (last[0].outcome, last[0].mode, last[0].kind, last[0].reason) == (
+            outcome,
+            mode,
+            action.kind,
+            reason,
+        )
