@@ -7,11 +7,9 @@ all-in-one `ironic` process (the only supported mode with SQLite) on 127.0.0.1, 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import process
+from hammersmith.testbed import process, venvs
 
 IRONIC_VERSION = "39.0.0"
 CLOUD_NAME = "hammersmith-testbed"
@@ -93,35 +91,12 @@ inspect_delay = {inspect_delay}
 """
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("HAMMERSMITH_CACHE", Path.home() / ".cache" / "hammersmith"))
-
-
 def venv_dir() -> Path:
-    return cache_dir() / f"ironic-{IRONIC_VERSION}"
+    return venvs.venv_path("ironic", IRONIC_VERSION)
 
 
-def ensure_venv() -> bool:
-    """Install Ironic into its cached virtualenv unless already there; True if it installed."""
-    venv = venv_dir()
-    marker = venv / ".hammersmith-complete"
-    if marker.exists():
-        return False
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    log = venv.parent / f"ironic-{IRONIC_VERSION}-install.log"
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"ironic=={IRONIC_VERSION}"],
-    ]
-    with log.open("wb") as out:
-        for argv in steps:
-            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode:
-                raise TestbedError(
-                    f"installing Ironic {IRONIC_VERSION} failed: {' '.join(argv[:3])}",
-                    hint=f"see {log}; pip needs to reach the package index",
-                )
-    marker.touch()
-    return True
+def ensure_venv() -> Path:
+    return venvs.ensure("ironic", IRONIC_VERSION)
 
 
 def free_port() -> int:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import process
+from hammersmith.testbed import process, venvs
 
 NEUTRON_VERSION = "29.0.0"
 PHYSNET = "physnet1"
@@ -81,35 +80,11 @@ model_base.BASEV2.metadata.create_all(sqlalchemy.create_engine(sys.argv[1]))
 
 
 def venv_dir() -> Path:
-    from hammersmith.testbed.ironic import cache_dir
-
-    return cache_dir() / f"neutron-{NEUTRON_VERSION}"
+    return venvs.venv_path("neutron", NEUTRON_VERSION)
 
 
-def ensure_venv() -> None:
-    """Neutron's migrations fail on SQLite, so the schema comes from its models (as its unit tests do)."""
-    venv = venv_dir()
-    marker = venv / ".hammersmith-complete"
-    if marker.exists():
-        return
-    log = venv.parent / f"neutron-{NEUTRON_VERSION}-install.log"
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            f"neutron=={NEUTRON_VERSION}",
-            "gunicorn",
-        ],
-    ]
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        for argv in steps:
-            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode:
-                raise TestbedError(f"installing Neutron {NEUTRON_VERSION} failed", hint=f"see {log}")
-    marker.touch()
+def ensure_venv() -> Path:
+    return venvs.ensure("neutron", NEUTRON_VERSION, "gunicorn")
 
 
 class Neutron:
@@ -120,7 +95,10 @@ class Neutron:
         self.log = self.dir / "neutron.stdout"
 
     def prepare(self) -> None:
-        """Config files and a fresh schema (copied from a template cached beside the venv)."""
+        """Config files and a fresh schema (copied from a template cached beside the venv).
+
+        Neutron's migrations fail on SQLite, so the schema comes from its models (as its unit tests do).
+        """
         ensure_venv()
         (self.dir / "lock").mkdir(parents=True, exist_ok=True)
         (self.dir / "neutron.conf").write_text(NEUTRON_CONF.format(dir=self.dir))

@@ -1,0 +1,41 @@
+"""Cached virtualenvs for the testbed's OpenStack services: never the project's own environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hammersmith.errors import TestbedError
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HAMMERSMITH_CACHE", Path.home() / ".cache" / "hammersmith"))
+
+
+def venv_path(name: str, version: str) -> Path:
+    return cache_dir() / f"{name}-{version}"
+
+
+def ensure(name: str, version: str, *extra: str) -> Path:
+    """Install `name==version` (plus `extra` packages) into its cached virtualenv unless a finished one exists.
+
+    A marker written last means an interrupted install is redone, not half-used.
+    """
+    venv = venv_path(name, version)
+    marker = venv / ".hammersmith-complete"
+    if marker.exists():
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    log = venv.parent / f"{name}-{version}-install.log"
+    pip = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{name}=={version}"]
+    with log.open("wb") as out:
+        for argv in ([sys.executable, "-m", "venv", "--clear", str(venv)], [*pip, *extra]):
+            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode:
+                raise TestbedError(
+                    f"installing {name} {version} failed: {' '.join(argv[:3])}",
+                    hint=f"see {log}; pip needs to reach the package index",
+                )
+    marker.touch()
+    return venv
