@@ -102,11 +102,34 @@ class Site(_Strict):
     sweep_interval_seconds: int = Field(300, ge=5)
 
 
+class Http(_Strict):
+    """The agent's own HTTP server (`hammersmith run`, `hammersmith exporter`): /metrics."""
+
+    listen: str = Field("127.0.0.1:9184", description="host:port (port 0: any free port, logged at start)")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)")
+        return listen
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class Settings(_Strict):
     """The whole file."""
 
     state_dir: Path = Path(".hammersmith")
     store_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in state_dir")
+    http: Http = Field(default_factory=Http)
     sites: dict[str, Site] = Field(min_length=1)
 
     @field_validator("sites")

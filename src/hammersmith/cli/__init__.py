@@ -129,12 +129,13 @@ class IncompleteSnapshot(HammersmithError):
 
 
 def _register_subcommands() -> None:
-    from hammersmith.cli import demo, react, testbed
+    from hammersmith.cli import demo, quantify, react, testbed
 
     app.add_typer(testbed.app, name="testbed")
     app.command("demo")(demo.demo)
     app.command("sweep")(react.sweep)
     app.command("run")(react.run)
+    app.command("exporter")(quantify.exporter)
     app.command("ledger")(react.ledger)
     app.add_typer(react.breaker_app, name="breaker")
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -15,9 +10,11 @@ from rich.table import Table
 
 from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json
-from hammersmith.config import Settings
+from hammersmith.cli.quantify import ListenOpt, agent_logging, opened, serving, stop_on_signals
+from hammersmith.cloud.snapshot import Snapshot
+from hammersmith.quantify.collect import observe
+from hammersmith.quantify.telemetry import Telemetry
 from hammersmith.react.sweep import Result, Sweeper
-from hammersmith.store import Store, open_store
 
 OUTCOME_STYLE = {
     "succeeded": "green",
@@ -28,15 +25,6 @@ OUTCOME_STYLE = {
     "in_flight": "red",
     "reconciled": "blue",
 }
-
-
-@contextmanager
-def opened(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings.effective_store_url, settings.state_dir)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def render_result(result: Result) -> None:
@@ -88,26 +76,27 @@ def sweep(
         render_result(result)
 
 
-def run(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
-    """The agent: sweep one site every `sweep_interval_seconds`, acting by mode; stops cleanly on SIGTERM."""
+def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False) -> None:
+    """The agent: sweep one site every `sweep_interval_seconds`, acting by mode, and serve its /metrics.
+
+    Stops cleanly on SIGTERM. A sweep that fails is logged and the next one retries.
+    """
+    agent_logging()
     settings = config_mod.load(OPTIONS.config)
     name, site_cfg = settings.site(site)
-    stop = threading.Event()
+    stop = stop_on_signals()
+    telemetry = Telemetry([name])
+    with opened(settings) as store, serving(settings, telemetry, listen):
+        sweeper = Sweeper(settings, name, store, observer=telemetry.observer(name))
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        def sweep_once() -> Snapshot | None:
+            result = sweeper.sweep(apply=True)
+            emit_json(result.summary()) if as_json else render_result(result)
+            return result.snapshot
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with opened(settings) as store:
-        sweeper = Sweeper(settings, name, store)
         try:
             while not stop.is_set():
-                try:
-                    result = sweeper.sweep(apply=True)
-                    emit_json(result.summary()) if as_json else render_result(result)
-                except Exception as exc:  # one bad sweep must not end the agent; the next one retries
-                    console.print(f"[bold red]sweep failed:[/] {exc}")
+                observe(telemetry, store, name, site_cfg.policy, sweep_once)
                 stop.wait(site_cfg.sweep_interval_seconds)
         finally:
             sweeper.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,10 @@ SERVICES = {
 }
 
 
+#: called after every HTTP request: (service, code, seconds); code is the HTTP status, "timeout" or "connection"
+RequestObserver = Callable[[str, str, float], None]
+
+
 @dataclass
 class RequestCounter:
     """Thread-safe count of HTTP requests, keyed by service name."""
@@ -47,10 +53,11 @@ class RequestCounter:
 class SiteConnection:
     """A site's openstacksdk connection plus the adapters the snapshot reads through."""
 
-    def __init__(self, name: str, site: Site) -> None:
+    def __init__(self, name: str, site: Site, observer: RequestObserver | None = None) -> None:
         self.name = name
         self.site = site
         self.requests = RequestCounter()
+        self.observer = observer
         try:
             self.conn = openstack.connect(
                 cloud=site.cloud,
@@ -69,7 +76,7 @@ class SiteConnection:
         self._count_requests()
 
     def _count_requests(self) -> None:
-        """Wrap the shared keystoneauth session so every request, auth included, is counted."""
+        """Wrap the shared keystoneauth session so every request, auth included, is counted and timed."""
         session = self.conn.session
         original = session.request
 
@@ -77,8 +84,22 @@ class SiteConnection:
             service_type = (kwargs.get("endpoint_filter") or {}).get("service_type") or kwargs.get("service_type")
             if service_type is None and not kwargs.get("authenticated", True):
                 service_type = "identity"
-            self.requests.add(SERVICES.get(service_type or "", service_type or "other"))
-            return original(url, method, *args, **kwargs)
+            service = SERVICES.get(service_type or "", service_type or "other")
+            self.requests.add(service)
+            started, code = time.perf_counter(), "connection"
+            try:
+                response = original(url, method, *args, **kwargs)
+                code = str(response.status_code)
+                return response
+            except ks_exc.HttpError as exc:
+                code = str(exc.http_status)
+                raise
+            except (ks_exc.ConnectTimeout, ks_exc.RequestTimeout):
+                code = "timeout"
+                raise
+            finally:
+                if self.observer is not None:
+                    self.observer(service, code, time.perf_counter() - started)
 
         session.request = counted  # type: ignore[method-assign]
 
@@ -106,6 +127,14 @@ class SiteConnection:
             ) from None
         client.session = self.conn.session
         return client
+
+    def login(self) -> None:
+        """A fresh token, once per cycle: Keystone's health is seen every cycle, never hidden by a cached token.
+
+        Raises keystoneauth's errors; with `auth_type: none` there is nothing to do.
+        """
+        self.conn.session.invalidate()
+        self.conn.session.get_token()
 
     def close(self) -> None:
         self.conn.close()

@@ -54,6 +54,10 @@ LISTINGS: tuple[Listing, ...] = (
 )
 
 
+class LoginFailed(CloudError):
+    """Keystone refused or did not answer: nothing at the site could be read this cycle."""
+
+
 class ListingFailed(Exception):
     """A list call did not complete; the message says why in an operator's words."""
 
@@ -171,13 +175,13 @@ def _fault(response: Any) -> str:
 
 
 def take(site: SiteConnection) -> Snapshot:
-    """Read every listing the site's catalog offers, concurrently, after one login."""
+    """Read every listing the site's catalog offers, concurrently, after one fresh login."""
     started = datetime.now(UTC)
     before = site.requests.snapshot()
     try:
-        site.conn.session.get_token()
+        site.login()
     except ks_exc.ClientException as exc:
-        raise CloudError(
+        raise LoginFailed(
             f"site {site.name!r}: login failed: {_reason(exc)}",
             hint="check the credentials and auth_url in clouds.yaml",
         ) from None

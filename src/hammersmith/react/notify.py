@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: failed deliveries per site since this process started (the exporter's hammersmith_notification_failures_total)
+FAILURES: Counter[str] = Counter()
 
-def send(site: Site, title: str, body: str) -> bool:
-    """Deliver to every configured URL; a failure is logged by scheme only and never raised."""
+
+def send(site: Site, site_name: str, title: str, body: str) -> bool:
+    """Deliver to every configured URL; a failure is logged by scheme only, counted, and never raised."""
     if not site.notify:
         return False
     client = apprise.Apprise()
@@ -34,6 +38,7 @@ def send(site: Site, title: str, body: str) -> bool:
     if not ok:
         schemes = sorted({url.split(":", 1)[0] for url in site.notify})
         log.warning("notification failed for %s", ", ".join(schemes))
+        FAILURES[site_name] += 1
     return ok
 
 
@@ -60,13 +65,14 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result) -> Non
         if store.mark_notified(site_name, f"finding:{f.check}:{f.node_uuid}:{stable}"):
             lines.append(f"- found: {f.check} on {f.node_name}: {f.summary} runbook: {runbook(f.check)}")
     if lines:
-        send(site, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))
+        send(site, site_name, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))
 
 
 def escalation(store: Store, site: Site, site_name: str, hammer: Hammer, action: Action, reason: str) -> None:
     if store.mark_notified(site_name, f"escalate:{hammer.name}:{action.node_uuid}:{reason}"):
         send(
             site,
+            site_name,
             f"hammersmith [{site_name}]: {hammer.name} gave up on {action.node_name}",
             f"{reason}\nThe node is in maintenance; nothing will retry it.\nrunbook: {hammer.runbook}",
         )
@@ -76,6 +82,7 @@ def breaker_opened(store: Store, site: Site, site_name: str, reason: str, opened
     if store.mark_notified(site_name, f"breaker:{opened_at.isoformat()}"):
         send(
             site,
+            site_name,
             f"hammersmith [{site_name}]: circuit breaker OPEN, nothing is applied",
             f"{reason}\nInvestigate, then: hammersmith breaker reset --site {site_name}",
         )

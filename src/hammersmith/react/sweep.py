@@ -16,7 +16,7 @@ from typing import Any, Literal
 from openstack.connection import Connection
 
 from hammersmith.cloud import snapshot as snapshot_mod
-from hammersmith.cloud.connection import SiteConnection
+from hammersmith.cloud.connection import RequestObserver, SiteConnection
 from hammersmith.config import Policy, Settings, Site
 from hammersmith.detect.checks import Finding
 from hammersmith.react import hammers as registry
@@ -73,6 +73,7 @@ class Result:
     breaker: str | None = None
     reconciled: int = 0
     deferred: dict[str, int] = field(default_factory=dict)
+    snapshot: snapshot_mod.Snapshot | None = None
 
     def add(self, action: Action, outcome: Outcome, mode: str, reason: str = "", **extra: Any) -> None:
         self.actions.append(
@@ -107,7 +108,14 @@ class Result:
 class Sweeper:
     """Runs sweeps for one site; one instance per agent process."""
 
-    def __init__(self, settings: Settings, site_name: str, store: Store, trigger: str = "sweep") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        site_name: str,
+        store: Store,
+        trigger: str = "sweep",
+        observer: RequestObserver | None = None,
+    ) -> None:
         self.settings = settings
         self.site_name = site_name
         self.site: Site = settings.sites[site_name]
@@ -115,7 +123,7 @@ class Sweeper:
         self.store = store
         self.trigger = trigger
         self.agent = agent_id()
-        self.connection = SiteConnection(site_name, self.site)
+        self.connection = SiteConnection(site_name, self.site, observer)
 
     @property
     def conn(self) -> Connection:
@@ -155,7 +163,7 @@ class Sweeper:
     def sweep(self, apply: bool = False) -> Result:
         now = datetime.now(UTC)
         result = Result(self.site_name, apply, now, reconciled=self.reconcile())
-        snap = snapshot_mod.take(self.connection)
+        snap = result.snapshot = snapshot_mod.take(self.connection)
         now = snap.started_at
         hammers = {n: h for n, h in registry.load().items() if self.policy.mode(n) != "off"}
         candidates: list[tuple[Hammer, Action, dict[str, Any]]] = []

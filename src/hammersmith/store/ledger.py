@@ -219,6 +219,16 @@ class LedgerMixin:
         with self.session() as session:
             return [ActionRow.of(row) for row in session.scalars(query)]
 
+    def action_counts(self, site: str) -> dict[tuple[str, str], int]:
+        """Ledger rows per (hammer, outcome): durable totals the exporter turns into counters."""
+        query = (
+            select(Action.hammer, Action.outcome, func.count())
+            .where(Action.site == site)
+            .group_by(Action.hammer, Action.outcome)
+        )
+        with self.session() as session:
+            return {(hammer, outcome): count for hammer, outcome, count in session.execute(query)}
+
     # -- circuit breaker ------------------------------------------------------------------
 
     def breaker(self, site: str) -> BreakerRow | None:

@@ -1,0 +1,102 @@
+"""`hammersmith exporter`, and the HTTP server and logging the long-running commands share."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from hammersmith import config as config_mod
+from hammersmith.cli import OPTIONS
+from hammersmith.cloud import snapshot as snapshot_mod
+from hammersmith.cloud.connection import SiteConnection
+from hammersmith.config import Http, Settings
+from hammersmith.quantify.collect import observe
+from hammersmith.quantify.exporter import Exporter
+from hammersmith.quantify.telemetry import Telemetry
+from hammersmith.store import Store, open_store
+from hammersmith.web.app import Server, create_app
+
+log = logging.getLogger("hammersmith.agent")
+
+ListenOpt = Annotated[
+    str | None, typer.Option("--listen", help="host:port for /metrics (default: http.listen in the config).")
+]
+
+
+def agent_logging() -> None:
+    """One line per event on stderr; the OpenStack libraries' own retries and warnings stay quiet."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("keystoneauth", "openstack", "stevedore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so loops finish their cycle and stop cleanly."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+@contextmanager
+def serving(settings: Settings, telemetry: Telemetry, listen: str | None) -> Iterator[Server]:
+    try:
+        http = Http(listen=listen) if listen else settings.http
+    except ValidationError:
+        raise typer.BadParameter("must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)", param_hint="--listen") from None
+    server = Server(create_app(Exporter(telemetry)), http.host, http.port).start()
+    log.info("serving metrics on %s/metrics", server.url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def opened(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings.effective_store_url, settings.state_dir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def exporter(listen: ListenOpt = None) -> None:
+    """Serve /metrics for every site of the config: a snapshot loop per site, acting on nothing."""
+    agent_logging()
+    settings = config_mod.load(OPTIONS.config)
+    telemetry = Telemetry(list(settings.sites))
+    stop = stop_on_signals()
+    connections = {name: SiteConnection(name, site, telemetry.observer(name)) for name, site in settings.sites.items()}
+    try:
+        with opened(settings) as store, serving(settings, telemetry, listen):
+
+            def loop(name: str) -> None:
+                site = settings.sites[name]
+                while not stop.is_set():
+                    observe(telemetry, store, name, site.policy, lambda: snapshot_mod.take(connections[name]))
+                    stop.wait(site.sweep_interval_seconds)
+
+            threads = [threading.Thread(target=loop, args=(name,), name=f"site-{name}") for name in settings.sites]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        for connection in connections.values():
+            connection.close()
+    log.info("exporter stopped")

@@ -1,0 +1,78 @@
+"""Freshness: how old each site's snapshot is, how long it took, whether it was complete, what was reachable.
+
+This is what Chameleon's exporter lacked: without it a stuck exporter looks like a healthy cloud.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from hammersmith.quantify.collectors import Collector, collector
+
+CYCLE_RESULTS = ("ok", "incomplete", "failed")
+
+
+@collector
+class FreshnessCollector(Collector):
+    name = "freshness"
+    dynamic = True  # the age grows between cycles
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["site"]
+        timestamp = GaugeMetricFamily(
+            "hammersmith_snapshot_timestamp_seconds", "When the latest snapshot started (Unix time).", labels=labels
+        )
+        age = GaugeMetricFamily(
+            "hammersmith_snapshot_age_seconds", "Seconds since the latest snapshot finished.", labels=labels
+        )
+        duration = GaugeMetricFamily(
+            "hammersmith_snapshot_duration_seconds", "How long the latest snapshot took.", labels=labels
+        )
+        complete = GaugeMetricFamily(
+            "hammersmith_snapshot_complete",
+            "1 when every service of the latest snapshot was read in full.",
+            labels=labels,
+        )
+        service_seconds = GaugeMetricFamily(
+            "hammersmith_snapshot_service_duration_seconds",
+            "How long the latest snapshot took to read each service (its slowest listing).",
+            labels=["site", "service"],
+        )
+        requests = GaugeMetricFamily(
+            "hammersmith_snapshot_requests",
+            "HTTP requests the latest snapshot made, per service (constant but for pages; keystone: the login).",
+            labels=["site", "service"],
+        )
+        up = GaugeMetricFamily(
+            "hammersmith_service_up",
+            "1 when the last cycle could read the service (keystone: log in), else 0.",
+            labels=["site", "service"],
+        )
+        cycles = CounterMetricFamily(
+            "hammersmith_cycles", "Collection cycles by result (ok, incomplete, failed).", labels=["site", "result"]
+        )
+        now = datetime.now(UTC)
+        for site, view in self.views():
+            for result in CYCLE_RESULTS:
+                cycles.add_metric([site, result], view.cycles.get(result, 0))
+            snap = view.snapshot
+            failed = view.last_result == "failed"
+            if view.login_ok is not None and (view.login_ok is False or (snap and snap.requests.get("keystone"))):
+                up.add_metric([site, "keystone"], 1 if view.login_ok else 0)
+            if snap is None:
+                continue
+            timestamp.add_metric([site], snap.started_at.timestamp())
+            age.add_metric([site], (now - snap.finished_at).total_seconds())
+            duration.add_metric([site], snap.duration)
+            complete.add_metric([site], 0 if snap.incomplete else 1)
+            for service, read in sorted(snap.services.items()):
+                if read.status == "absent":
+                    continue
+                service_seconds.add_metric([site, service], read.seconds)
+                up.add_metric([site, service], 0 if failed or read.status != "ok" else 1)
+            for service, count in sorted(snap.requests.items()):
+                requests.add_metric([site, service], count)
+        yield from (timestamp, age, duration, complete, service_seconds, requests, up, cycles)

@@ -1,0 +1,178 @@
+"""What the exporter knows: per site, the latest snapshot and what its cycle learnt, plus the API call metrics.
+
+The collection loop writes here once per cycle; collectors only read, at scrape time. A scrape
+never calls OpenStack, so it costs the same whether Keystone is up or down, and the data it
+shows is exactly one snapshot's, with its age.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram, disable_created_metrics
+
+from hammersmith.cloud.connection import RequestObserver
+from hammersmith.cloud.snapshot import Snapshot
+from hammersmith.detect.checks import Finding
+from hammersmith.store import Store
+
+# `_created` series double every counter's output for a value Prometheus can infer from resets
+disable_created_metrics()
+
+#: from a 5 ms cached read to a 60 s timeout
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: the states whose *arrival* counts as a failed launch, by service
+IRONIC_LAUNCH_FAILED = "deploy failed"
+NOVA_LAUNCH_FAILED = "ERROR"
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """The store's durable facts about a site's hammers, read once per cycle (not per scrape)."""
+
+    actions: dict[tuple[str, str], int] = field(default_factory=dict)
+    breaker_open: bool = False
+    last_sweep_ok: datetime | None = None
+
+    @classmethod
+    def read(cls, store: Store, site: str) -> LedgerView:
+        breaker = store.breaker(site)
+        sweep = store.last_sweep(site)
+        return cls(
+            actions=store.action_counts(site),
+            breaker_open=bool(breaker and breaker.is_open),
+            last_sweep_ok=sweep.finished_at if sweep else None,
+        )
+
+
+@dataclass(frozen=True)
+class SiteView:
+    """One site as of its last cycle; replaced whole on each cycle, so a scrape never sees half an update."""
+
+    site: str
+    snapshot: Snapshot | None = None
+    findings: tuple[Finding, ...] = ()
+    ledger: LedgerView = field(default_factory=LedgerView)
+    #: cycle results: ok / incomplete / failed
+    cycles: Counter[str] = field(default_factory=Counter)
+    last_result: str | None = None
+    last_error: str | None = None
+    login_ok: bool | None = None
+    #: (service, project) -> launches that failed since the agent started
+    launch_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: what was already failed in the previous snapshot, so only arrivals count (None until the first one)
+    failed_before: frozenset[tuple[str, str]] | None = None
+
+
+def project_of(item: dict[str, Any], service: str) -> str:
+    """The project a failed launch belongs to: Nova's tenant, or the node's instance project, lessee or owner."""
+    if service == "nova":
+        return item.get("tenant_id") or item.get("project_id") or "unknown"
+    info = item.get("instance_info") or {}
+    return info.get("project_id") or item.get("lessee") or item.get("owner") or "unknown"
+
+
+def failed_launches(snap: Snapshot) -> dict[tuple[str, str], str]:
+    """(service, object id) -> project, for everything currently sitting in a failed-launch state."""
+    failed = {
+        ("ironic", n["uuid"]): project_of(n, "ironic")
+        for n in snap.nodes
+        if n["provision_state"] == IRONIC_LAUNCH_FAILED
+    }
+    for server in snap.data.get("servers") or []:
+        if server.get("status") == NOVA_LAUNCH_FAILED:
+            failed[("nova", server["id"])] = project_of(server, "nova")
+    return failed
+
+
+class Telemetry:
+    """Every site's latest view, and the live counters of the agent's own API calls."""
+
+    def __init__(self, sites: list[str]) -> None:
+        self._lock = threading.Lock()
+        self._views = {name: SiteView(name) for name in sites}
+        #: bumped on every cycle of any site: collectors whose output depends only on the views are cached by it
+        self.generation = 0
+        self.api_requests = PromCounter(
+            "hammersmith_api_requests",
+            "HTTP requests the agent made to OpenStack, by HTTP status (or timeout/connection).",
+            ["site", "service", "code"],
+            registry=None,
+        )
+        self.api_errors = PromCounter(
+            "hammersmith_api_request_errors",
+            "Requests that failed: timeouts, refused connections and 5xx answers.",
+            ["site", "service"],
+            registry=None,
+        )
+        self.api_latency = Histogram(
+            "hammersmith_api_request_duration_seconds",
+            "Latency of the agent's own OpenStack requests.",
+            ["site", "service"],
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+
+    def observer(self, site: str) -> RequestObserver:
+        """The callback a SiteConnection calls after each request."""
+
+        def observe(service: str, code: str, seconds: float) -> None:
+            self.api_requests.labels(site, service, code).inc()
+            if not code.isdigit() or code.startswith("5"):
+                self.api_errors.labels(site, service).inc()
+            self.api_latency.labels(site, service).observe(seconds)
+
+        return observe
+
+    def views(self) -> dict[str, SiteView]:
+        with self._lock:
+            return dict(self._views)
+
+    def record(self, snap: Snapshot, findings: list[Finding], ledger: LedgerView | None) -> None:
+        """A cycle read the site: keep its snapshot, count newly failed launches."""
+        now_failed = failed_launches(snap)
+        result = "incomplete" if snap.incomplete else "ok"
+        with self._lock:
+            view = self._views[snap.site]
+            launches = Counter(view.launch_failures)
+            for service in ("ironic", "nova"):  # a counter exists (at 0) once its service has been read
+                if snap.complete(service):
+                    launches.update({(service, p): 0 for (s, _), p in now_failed.items() if s == service})
+            if view.failed_before is not None:
+                for key, project in now_failed.items():
+                    if key not in view.failed_before and snap.complete(key[0]):
+                        launches[(key[0], project)] += 1
+            self._views[snap.site] = replace(
+                view,
+                snapshot=snap,
+                findings=tuple(findings),
+                ledger=ledger or view.ledger,
+                cycles=view.cycles + Counter({result: 1}),
+                last_result=result,
+                last_error="; ".join(f"{s}: {snap.services[s].error}" for s in snap.incomplete) or None,
+                login_ok=True,
+                launch_failures=launches,
+                # a service read only partly keeps its previous failures: they must not count as new next time
+                failed_before=frozenset(now_failed)
+                | frozenset(k for k in view.failed_before or () if not snap.complete(k[0])),
+            )
+            self.generation += 1
+
+    def record_failure(self, site: str, error: str, *, login_failed: bool, ledger: LedgerView | None = None) -> None:
+        """A cycle could not read the site at all: the last snapshot stays, and grows older."""
+        with self._lock:
+            view = self._views[site]
+            self._views[site] = replace(
+                view,
+                cycles=view.cycles + Counter({"failed": 1}),
+                last_result="failed",
+                last_error=error,
+                login_ok=False if login_failed else view.login_ok,
+                ledger=ledger or view.ledger,
+            )
+            self.generation += 1

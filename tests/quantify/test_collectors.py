@@ -1,0 +1,227 @@
+"""Each collector over a fresh registry: the families, labels and values it builds from a snapshot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from hammersmith.quantify.collectors import load
+from hammersmith.quantify.telemetry import LedgerView, Telemetry
+from tests.quantify.conftest import node, snapshot
+
+
+def registry_for(name: str, telemetry: Telemetry) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(load()[name](telemetry))
+    return registry
+
+
+@pytest.fixture
+def telemetry() -> Telemetry:
+    return Telemetry(["lab"])
+
+
+def test_ironic_node_series_is_openstack_exporter_compatible(telemetry: Telemetry) -> None:
+    nodes = [
+        node("n1"),
+        node(
+            "n2", "deploy failed", last_error="boom", maintenance=True, provision_updated_at="2026-11-25T11:00:00+00:00"
+        ),
+        node("n3", "active", power_state="power on", resource_class="gpu", provision_updated_at=None),
+    ]
+    telemetry.record(snapshot(nodes=nodes), [], None)
+    r = registry_for("ironic", telemetry)
+    labels = {
+        "site": "lab",
+        "id": "uuid-n2",
+        "name": "n2",
+        "provision_state": "deploy failed",
+        "power_state": "power off",
+        "maintenance": "true",
+        "console_enabled": "false",
+        "resource_class": "baremetal",
+        "deploy_kernel": "k",
+        "deploy_ramdisk": "r",
+        "retired": "false",
+        "retired_reason": "",
+    }
+    assert r.get_sample_value("openstack_ironic_node", labels) == 1
+    count = {"site": "lab", "provision_state": "available", "maintenance": "false", "resource_class": "baremetal"}
+    assert r.get_sample_value("hammersmith_ironic_nodes", count) == 1
+    assert r.get_sample_value("hammersmith_ironic_nodes", {**count, "resource_class": "gpu"}) is None
+    gpu = {"site": "lab", "provision_state": "active", "maintenance": "false", "resource_class": "gpu"}
+    assert r.get_sample_value("hammersmith_ironic_nodes", gpu) == 1
+    assert r.get_sample_value("hammersmith_ironic_node_last_error", {"site": "lab", "id": "uuid-n2", "name": "n2"}) == 1
+    assert r.get_sample_value("hammersmith_ironic_node_last_error", {"site": "lab", "id": "uuid-n1", "name": "n1"}) == 0
+    since = r.get_sample_value(
+        "hammersmith_ironic_node_provision_state_since_timestamp_seconds",
+        {"site": "lab", "id": "uuid-n2", "name": "n2", "provision_state": "deploy failed"},
+    )
+    assert since == datetime(2026, 11, 25, 11, tzinfo=UTC).timestamp()
+    # no provision_updated_at yet (never changed state): the node's creation time
+    created = r.get_sample_value(
+        "hammersmith_ironic_node_provision_state_since_timestamp_seconds",
+        {"site": "lab", "id": "uuid-n3", "name": "n3", "provision_state": "active"},
+    )
+    assert created == datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+
+
+def test_ironic_incomplete_snapshot_exports_no_node_data(telemetry: Telemetry) -> None:
+    """Partial data must not look like an empty fleet: the series go away, and freshness says why."""
+    telemetry.record(snapshot(incomplete=("ironic",)), [], None)
+    r = registry_for("ironic", telemetry)
+    assert list(r.collect())[0].samples == []
+
+
+def test_nova_servers_by_status(telemetry: Telemetry) -> None:
+    servers = [{"id": "s1", "status": "ACTIVE"}, {"id": "s2", "status": "ERROR"}, {"id": "s3", "status": "ACTIVE"}]
+    telemetry.record(snapshot(servers=servers), [], None)
+    r = registry_for("nova", telemetry)
+    assert r.get_sample_value("hammersmith_nova_servers", {"site": "lab", "status": "ACTIVE"}) == 2
+    assert r.get_sample_value("hammersmith_nova_servers", {"site": "lab", "status": "ERROR"}) == 1
+
+
+def test_nova_absent_from_catalog_exports_nothing(telemetry: Telemetry) -> None:
+    telemetry.record(snapshot(nodes=[node("n1")]), [], None)
+    assert list(registry_for("nova", telemetry).collect())[0].samples == []
+
+
+def test_neutron_ports_and_floating_ips_bound_or_idle(telemetry: Telemetry) -> None:
+    ports = [
+        {"id": "p1", "device_id": "server-1", "binding:vif_type": "other"},
+        {"id": "p2", "device_id": "", "binding:vif_type": "unbound"},
+        {"id": "p3", "device_id": "node-1", "binding:vif_type": "binding_failed"},
+    ]
+    fips = [{"id": "f1", "port_id": "p1"}, {"id": "f2", "port_id": None}, {"id": "f3", "port_id": None}]
+    telemetry.record(snapshot(network_ports=ports, floating_ips=fips), [], None)
+    r = registry_for("neutron", telemetry)
+    for state, count in {"bound": 1, "idle": 1, "binding_failed": 1}.items():
+        assert r.get_sample_value("hammersmith_neutron_ports", {"site": "lab", "state": state}) == count
+    assert r.get_sample_value("hammersmith_neutron_floating_ips", {"site": "lab", "state": "associated"}) == 1
+    assert r.get_sample_value("hammersmith_neutron_floating_ips", {"site": "lab", "state": "idle"}) == 2
+
+
+def test_placement_providers(telemetry: Telemetry) -> None:
+    telemetry.record(snapshot(resource_providers=[{"uuid": "a"}, {"uuid": "b"}]), [], None)
+    r = registry_for("placement", telemetry)
+    assert r.get_sample_value("hammersmith_placement_resource_providers", {"site": "lab"}) == 2
+
+
+def test_blazar_hosts_and_leases(telemetry: Telemetry) -> None:
+    hosts = [{"id": "1", "reservable": True}, {"id": "2", "reservable": False}, {"id": "3", "reservable": "True"}]
+    leases = [{"id": "l1", "status": "ACTIVE"}, {"id": "l2", "status": "ERROR"}, {"id": "l3", "status": "ACTIVE"}]
+    telemetry.record(snapshot(blazar_hosts=hosts, leases=leases), [], None)
+    r = registry_for("blazar", telemetry)
+    assert r.get_sample_value("hammersmith_blazar_hosts", {"site": "lab", "reservable": "true"}) == 2
+    assert r.get_sample_value("hammersmith_blazar_hosts", {"site": "lab", "reservable": "false"}) == 1
+    assert r.get_sample_value("hammersmith_blazar_leases", {"site": "lab", "status": "ACTIVE"}) == 2
+    assert r.get_sample_value("hammersmith_blazar_leases", {"site": "lab", "status": "ERROR"}) == 1
+
+
+def test_launch_failures_count_arrivals_once_per_project(telemetry: Telemetry) -> None:
+    def launches(name: str, labels: dict[str, str]) -> float | None:
+        return registry_for("launches", telemetry).get_sample_value(name, {"site": "lab", **labels})
+
+    old = {"id": "s0", "status": "ERROR", "tenant_id": "p-old"}
+    telemetry.record(snapshot(servers=[old], nodes=[node("n1")]), [], None)  # baseline: not counted
+    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p-old"}) == 0
+    new = {"id": "s1", "status": "ERROR", "tenant_id": "p1"}
+    failed_node = node("n1", "deploy failed", instance_info={"project_id": "p2"})
+    telemetry.record(snapshot(servers=[old, new], nodes=[failed_node]), [], None)
+    telemetry.record(snapshot(servers=[old, new], nodes=[failed_node]), [], None)  # still failed: counted once
+    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p1"}) == 1
+    assert launches("hammersmith_launch_failures_total", {"service": "ironic", "project": "p2"}) == 1
+    # Nova unreadable for a cycle: its failures are not forgotten, so they are not counted again
+    telemetry.record(snapshot(incomplete=("nova",), nodes=[failed_node]), [], None)
+    telemetry.record(snapshot(servers=[old, new], nodes=[failed_node]), [], None)
+    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p1"}) == 1
+    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p-old"}) == 0
+
+
+def test_freshness_ages_and_marks_a_failed_login(telemetry: Telemetry) -> None:
+    snap = snapshot(nodes=[node("n1")], age_seconds=30)
+    snap.requests["keystone"] = 1
+    telemetry.record(snap, [], None)
+    r = registry_for("freshness", telemetry)
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "keystone"}) == 1
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "ironic"}) == 1
+    assert r.get_sample_value("hammersmith_snapshot_complete", {"site": "lab"}) == 1
+    age = r.get_sample_value("hammersmith_snapshot_age_seconds", {"site": "lab"})
+    assert age is not None and 30 <= age < 40
+    assert r.get_sample_value("hammersmith_snapshot_timestamp_seconds", {"site": "lab"}) == snap.started_at.timestamp()
+    assert r.get_sample_value("hammersmith_snapshot_requests", {"site": "lab", "service": "ironic"}) == 3
+
+    telemetry.record_failure("lab", "site 'lab': login failed: HTTP 401", login_failed=True)
+    r = registry_for("freshness", telemetry)
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "keystone"}) == 0
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "ironic"}) == 0
+    assert r.get_sample_value("hammersmith_cycles_total", {"site": "lab", "result": "failed"}) == 1
+    assert r.get_sample_value("hammersmith_cycles_total", {"site": "lab", "result": "ok"}) == 1
+    later = r.get_sample_value("hammersmith_snapshot_age_seconds", {"site": "lab"})
+    assert later is not None and later >= age  # the old snapshot is still served, older
+
+
+def test_incomplete_service_is_down_and_snapshot_incomplete(telemetry: Telemetry) -> None:
+    telemetry.record(snapshot(incomplete=("neutron",), nodes=[node("n1")]), [], None)
+    r = registry_for("freshness", telemetry)
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "neutron"}) == 0
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "ironic"}) == 1
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "nova"}) is None  # absent
+    assert r.get_sample_value("hammersmith_snapshot_complete", {"site": "lab"}) == 0
+    assert r.get_sample_value("hammersmith_cycles_total", {"site": "lab", "result": "incomplete"}) == 1
+
+
+def test_api_requests_errors_and_latency(telemetry: Telemetry) -> None:
+    observe = telemetry.observer("lab")
+    observe("ironic", "200", 0.02)
+    observe("ironic", "503", 0.3)
+    observe("keystone", "connection", 0.001)
+    r = registry_for("api", telemetry)
+    assert (
+        r.get_sample_value("hammersmith_api_requests_total", {"site": "lab", "service": "ironic", "code": "200"}) == 1
+    )
+    assert r.get_sample_value("hammersmith_api_request_errors_total", {"site": "lab", "service": "ironic"}) == 1
+    assert r.get_sample_value("hammersmith_api_request_errors_total", {"site": "lab", "service": "keystone"}) == 1
+    bucket = {"site": "lab", "service": "ironic", "le": "0.025"}
+    assert r.get_sample_value("hammersmith_api_request_duration_seconds_bucket", bucket) == 1
+    assert (
+        r.get_sample_value("hammersmith_api_request_duration_seconds_count", {"site": "lab", "service": "ironic"}) == 2
+    )
+
+
+def test_hammers_findings_ledger_breaker_and_escalations(telemetry: Telemetry) -> None:
+    from hammersmith.detect.checks import Finding
+
+    findings = [Finding("deploy-failed", "uuid-n1", "n1", "deploy failed"), Finding("stuck", "uuid-n2", "n2", "stuck")]
+    ledger = LedgerView(
+        actions={("error-resetter", "succeeded"): 4, ("error-resetter", "escalated"): 1},
+        breaker_open=True,
+        last_sweep_ok=datetime(2026, 11, 25, 12, tzinfo=UTC),
+    )
+    escalated = node("n3", "error", maintenance=True, maintenance_reason="hammersmith: error-resetter gave up")
+    telemetry.record(snapshot(nodes=[node("n1"), escalated]), findings, ledger)
+    r = registry_for("hammers", telemetry)
+    assert r.get_sample_value("hammersmith_findings", {"site": "lab", "check": "deploy-failed"}) == 1
+    assert r.get_sample_value("hammersmith_findings", {"site": "lab", "check": "clean-failed"}) == 0
+    actions = {"site": "lab", "hammer": "error-resetter", "outcome": "succeeded"}
+    assert r.get_sample_value("hammersmith_hammer_actions_total", actions) == 4
+    exhausted = "hammersmith_hammer_budget_exhaustions_total"
+    assert r.get_sample_value(exhausted, {"site": "lab", "hammer": "error-resetter"}) == 1
+    assert r.get_sample_value(exhausted, {"site": "lab", "hammer": "clean-failed"}) == 0
+    assert r.get_sample_value("hammersmith_nodes_escalated", {"site": "lab"}) == 1
+    assert r.get_sample_value("hammersmith_breaker_open", {"site": "lab"}) == 1
+    last = r.get_sample_value("hammersmith_sweep_last_success_timestamp_seconds", {"site": "lab"})
+    assert last == datetime(2026, 11, 25, 12, tzinfo=UTC).timestamp()
+    assert r.get_sample_value("hammersmith_notification_failures_total", {"site": "lab"}) == 0
+
+
+def test_every_site_gets_its_label(telemetry: Telemetry) -> None:
+    two = Telemetry(["east", "west"])
+    two.record(snapshot("east", nodes=[node("a")]), [], None)
+    two.record(snapshot("west", nodes=[node("b"), node("c")]), [], None)
+    r = registry_for("ironic", two)
+    count = {"provision_state": "available", "maintenance": "false", "resource_class": "baremetal"}
+    assert r.get_sample_value("hammersmith_ironic_nodes", {"site": "east", **count}) == 1
+    assert r.get_sample_value("hammersmith_ironic_nodes", {"site": "west", **count}) == 2
