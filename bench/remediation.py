@@ -112,7 +112,8 @@ def write_config(directory: Path, interval: int) -> Path:
         },
     }
     path = directory / "hammersmith.yaml"
-    path.write_text(yaml.safe_dump({"state_dir": str(directory), "sites": {SITE: site}}, sort_keys=False))
+    settings = {"state_dir": str(directory), "http": {"listen": "127.0.0.1:0"}, "sites": {SITE: site}}
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path
 
 

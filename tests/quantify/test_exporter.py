@@ -54,7 +54,7 @@ def test_static_families_are_rendered_once_per_cycle() -> None:
             calls.append(1)
             yield GaugeMetricFamily("hammersmith_counting", "test", value=len(calls))
 
-    exporter = Exporter(telemetry, {"counting": Counting})
+    exporter = Exporter(telemetry, {"counting": Counting}, prime=False)
     assert b"hammersmith_counting 1.0" in exporter.render()
     assert b"hammersmith_counting 1.0" in exporter.render()
     assert len(calls) == 1
@@ -81,3 +81,47 @@ def test_full_output_passes_promtool() -> None:
     telemetry.observer("east")("ironic", "200", 0.01)
     text = Exporter(telemetry).render().decode()
     assert promtool_check_metrics(text) == []
+
+
+def test_a_new_cycle_is_rendered_by_the_cycle_not_by_the_next_scrape() -> None:
+    telemetry = Telemetry(["lab"])
+    calls = []
+
+    class Counting(Collector):
+        name = "counting"
+
+        def collect(self) -> Iterable[Metric]:
+            calls.append(1)
+            yield GaugeMetricFamily("hammersmith_counting", "test", value=len(calls))
+
+    exporter = Exporter(telemetry, {"counting": Counting})
+    telemetry.record(snapshot(nodes=[node("n1")]), [], None)
+    assert len(calls) == 1  # rendered by record(), in the cycle's thread
+    assert b"hammersmith_counting 1.0" in exporter.render()
+    assert len(calls) == 1
+
+
+def test_docs_list_exactly_the_families_served() -> None:
+    """docs/metrics.md is the operator's reference: every family served is in it, and nothing else."""
+    import re
+    from pathlib import Path
+
+    telemetry = Telemetry(["lab"])
+    full = snapshot(
+        nodes=[node("n1")],
+        servers=[{"id": "s", "status": "ACTIVE"}],
+        network_ports=[],
+        floating_ips=[],
+        resource_providers=[],
+        blazar_hosts=[],
+        leases=[],
+    )
+    telemetry.record(full, [], None)
+    served = {
+        f.name
+        for f in text_string_to_metric_families(Exporter(telemetry).render().decode())
+        if not f.name.startswith("process_")
+    }
+    doc = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    documented = {name.removesuffix("_total") for name in re.findall(r"^\| `([a-z_]+)` \|", doc, re.M)}
+    assert served == documented

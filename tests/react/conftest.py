@@ -95,7 +95,8 @@ def write_config(directory: Path, modes: dict[str, str], notify: list[str] | Non
         "policy": {"grace_minutes": 0, "hammers": {"stale-inspection": "off", **modes}, **policy},
     }
     path = directory / "hammersmith.yaml"
-    path.write_text(yaml.safe_dump({"state_dir": str(directory), "sites": {"lab": site}}))
+    settings = {"state_dir": str(directory), "http": {"listen": "127.0.0.1:0"}, "sites": {"lab": site}}
+    path.write_text(yaml.safe_dump(settings))
     return path
 
 

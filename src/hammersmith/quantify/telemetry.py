@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -98,6 +99,8 @@ class Telemetry:
         self._views = {name: SiteView(name) for name in sites}
         #: bumped on every cycle of any site: collectors whose output depends only on the views are cached by it
         self.generation = 0
+        #: called (in the cycle's thread) after each update, e.g. to re-render the exporter's cache there
+        self.listeners: list[Callable[[], None]] = []
         self.api_requests = PromCounter(
             "hammersmith_api_requests",
             "HTTP requests the agent made to OpenStack, by HTTP status (or timeout/connection).",
@@ -162,6 +165,7 @@ class Telemetry:
                 | frozenset(k for k in view.failed_before or () if not snap.complete(k[0])),
             )
             self.generation += 1
+        self._notify()
 
     def record_failure(self, site: str, error: str, *, login_failed: bool, ledger: LedgerView | None = None) -> None:
         """A cycle could not read the site at all: the last snapshot stays, and grows older."""
@@ -176,3 +180,8 @@ class Telemetry:
                 ledger=ledger or view.ledger,
             )
             self.generation += 1
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener()
