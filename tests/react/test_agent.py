@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from hammersmith.react.sweep import Sweeper
 from hammersmith.store import open_store
 from hammersmith.testbed import lifecycle
@@ -28,6 +30,22 @@ def agent(config: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         stdin=subprocess.DEVNULL,
     )
+
+
+def scrape_agent(proc: subprocess.Popen[str], until: str, timeout: float = 30) -> str:
+    """/metrics of a running agent, at the address it logs on start (its config listens on port 0)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "serving metrics on " in line:
+            url = line.split("serving metrics on ")[1].strip()
+            text = ""
+            while time.monotonic() < deadline and until not in text:
+                text = httpx.get(url, timeout=5).text
+                time.sleep(0.5)
+            return text
+    raise AssertionError("the agent never said where it serves metrics")
 
 
 def test_breaker_trips_at_40_percent_and_applies_nothing(
@@ -123,11 +141,16 @@ def test_run_agent_sweeps_until_sigterm(bed: Testbed, tmp_path: Path) -> None:
     proc = agent(config, "run", "--json")
     try:
         wait_states(bed, [name], {"available"}, timeout=60)
+        metrics = scrape_agent(proc, until='outcome="succeeded"')
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped" in out
+    # the agent serves its own metrics: what it did, from the ledger, and the snapshot it did it on
+    fixed = 'hammersmith_hammer_actions_total{hammer="error-resetter",outcome="succeeded",site="lab"}'
+    assert any(line.startswith(fixed) and float(line.split()[-1]) >= 1 for line in metrics.splitlines()), metrics
+    assert 'hammersmith_snapshot_complete{site="lab"} 1.0' in metrics
     store = open_store(f"sqlite:///{tmp_path / 'hammersmith.sqlite'}")
     try:
         last = store.last_sweep("lab")

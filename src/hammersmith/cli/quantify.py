@@ -57,7 +57,9 @@ def serving(settings: Settings, telemetry: Telemetry, listen: str | None) -> Ite
     try:
         http = Http(listen=listen) if listen else settings.http
     except ValidationError:
-        raise typer.BadParameter("must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)", param_hint="--listen") from None
+        raise typer.BadParameter(
+            "must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)", param_hint="--listen"
+        ) from None
     server = Server(create_app(Exporter(telemetry)), http.host, http.port).start()
     log.info("serving metrics on %s/metrics", server.url)
     try:
