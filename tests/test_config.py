@@ -160,3 +160,20 @@ def test_invalid_hammer_policy_is_line_precise() -> None:
 def test_notify_urls_are_never_echoed() -> None:
     (found,) = problems(GOOD.replace("    cloud: chi-tacc", "    cloud: chi-tacc\n    notify: slack://T0/B0/s3cr3t"))
     assert "s3cr3t" not in found and "'sites.tacc.notify': Input should be a valid list" in found
+
+
+def test_http_listen_is_host_and_port_with_its_line() -> None:
+    assert config.parse(GOOD).http.listen == "127.0.0.1:9184"
+    parsed = config.parse("http:\n  listen: '[::1]:0'\n" + GOOD.split("\n", 1)[1])
+    assert (parsed.http.host, parsed.http.port) == ("::1", 0)
+    assert problems("http:\n  listen: localhost\n" + GOOD.split("\n", 1)[1]) == [
+        "site.yaml:2: 'http.listen': Value error, must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)"
+        " (got 'localhost')"
+    ]
+
+
+def test_cli_exporter_refuses_a_bad_listen_address(tmp_path: Path) -> None:
+    (tmp_path / "hammersmith.yaml").write_text(GOOD)
+    result = hammersmith("exporter", "--listen", "nonsense", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "must be host:port" in result.stderr

@@ -52,14 +52,18 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-@contextmanager
-def serving(settings: Settings, telemetry: Telemetry, listen: str | None) -> Iterator[Server]:
+def listen_on(settings: Settings, listen: str | None) -> Http:
+    """--listen, else the config's http.listen; checked before anything connects anywhere."""
     try:
-        http = Http(listen=listen) if listen else settings.http
+        return Http(listen=listen) if listen else settings.http
     except ValidationError:
         raise typer.BadParameter(
             "must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)", param_hint="--listen"
         ) from None
+
+
+@contextmanager
+def serving(http: Http, telemetry: Telemetry) -> Iterator[Server]:
     server = Server(create_app(Exporter(telemetry)), http.host, http.port).start()
     log.info("serving metrics on %s/metrics", server.url)
     try:
@@ -81,11 +85,12 @@ def exporter(listen: ListenOpt = None) -> None:
     """Serve /metrics for every site of the config: a snapshot loop per site, acting on nothing."""
     agent_logging()
     settings = config_mod.load(OPTIONS.config)
+    http = listen_on(settings, listen)
     telemetry = Telemetry(list(settings.sites))
     stop = stop_on_signals()
     connections = {name: SiteConnection(name, site, telemetry.observer(name)) for name, site in settings.sites.items()}
     try:
-        with opened(settings) as store, serving(settings, telemetry, listen):
+        with opened(settings) as store, serving(http, telemetry):
 
             def loop(name: str) -> None:
                 site = settings.sites[name]

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json
-from hammersmith.cli.quantify import ListenOpt, agent_logging, opened, serving, stop_on_signals
+from hammersmith.cli.quantify import ListenOpt, agent_logging, listen_on, opened, serving, stop_on_signals
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.quantify.collect import observe
 from hammersmith.quantify.telemetry import Telemetry
@@ -84,9 +84,10 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
     agent_logging()
     settings = config_mod.load(OPTIONS.config)
     name, site_cfg = settings.site(site)
+    http = listen_on(settings, listen)
     stop = stop_on_signals()
     telemetry = Telemetry([name])
-    with opened(settings) as store, serving(settings, telemetry, listen):
+    with opened(settings) as store, serving(http, telemetry):
         sweeper = Sweeper(settings, name, store, observer=telemetry.observer(name))
 
         def sweep_once() -> Snapshot | None:
