@@ -46,7 +46,7 @@ from hammersmith.react.sweep import Sweeper
 from hammersmith.store import Store, open_store
 from hammersmith.store.models import Sweep
 from hammersmith.testbed import fleet, lifecycle
-from hammersmith.testbed.ironic import CLOUD_NAME, free_port
+from hammersmith.testbed.ironic import CLOUD_NAME, State, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "remediation.json"
 SITE = "lab"
@@ -174,9 +174,9 @@ def wait_first_sweep(agent: subprocess.Popen[bytes], out: Path, timeout: float =
     raise RuntimeError(f"no sweep from the agent within {timeout:.0f} s")
 
 
-def poll_fixed(url: str, broken: dict[str, Node], timeout: float) -> dict[str, str]:
+def poll_fixed(state: State, broken: dict[str, Node], timeout: float) -> dict[str, str]:
     """One light list call every POLL s until every broken node is available; the states of those that are not."""
-    conn = fleet.connect(url)
+    conn = fleet.connect(state)
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
     while True:
@@ -310,7 +310,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 console.print(f"[red]injection failed: {exc}[/red]")
             out["inject_seconds"] = round(time.monotonic() - inject_started, 1)
 
-            unfixed = poll_fixed(state.url, broken, FIX_TIMEOUT) if broken else {}
+            unfixed = poll_fixed(state, broken, FIX_TIMEOUT) if broken else {}
             if unfixed:
                 out["problems"].append(f"not available after {FIX_TIMEOUT:.0f} s: {unfixed}")
             offset = time.time() - time.monotonic()

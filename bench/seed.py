@@ -38,7 +38,7 @@ def mac(index: int) -> str:
 
 def seed(ironic: Ironic, state: State, count: int) -> None:
     """Leave `ironic` running with exactly `count` nodes and `count` ports, checked via the API."""
-    conn = fleet.connect(state.url)
+    conn = fleet.connect(state)
     try:
         fleet.enrol(conn, TEMPLATES)
     finally:

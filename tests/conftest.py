@@ -1,4 +1,5 @@
-"""Shared fixtures: a clean environment for every test, and one real Ironic testbed per session."""
+"""Shared fixtures: a clean environment for every test, and real testbeds per session (Ironic alone;
+Ironic with Keystone and Neutron)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pytest
-from openstack.connection import Connection
 
 from hammersmith.testbed import fleet, lifecycle
 from hammersmith.testbed.ironic import Ironic, State, free_port
 
 TESTBED_NODES = 30
+KEYSTONE_TESTBED_NODES = 10
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +41,10 @@ class Testbed:
     workdir: Path
     state: State
 
-    @property
-    def conn(self) -> Connection:
-        return fleet.connect(self.state.url)
+    @cached_property
+    def conn(self) -> fleet.Admin:
+        """The testbed's admin access (noauth, or Keystone's admin), not hammersmith's account."""
+        return fleet.connect(self.state)
 
     def node(self, name: str) -> dict:
         return self.conn.baremetal.get_node(name).to_dict(computed=False)
@@ -56,6 +59,18 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """One real Ironic (fake-hardware, SQLite) with TESTBED_NODES available nodes, stopped by PID at the end."""
     workdir = tmp_path_factory.mktemp("testbed")
     state = lifecycle.up(workdir, TESTBED_NODES, free_port(), _quiet_step)
+    try:
+        yield Testbed(workdir, state)
+    finally:
+        lifecycle.down(workdir)
+
+
+@pytest.fixture(scope="session")
+def keystone_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """Ironic and Neutron behind a real Keystone, KEYSTONE_TESTBED_NODES available nodes; clouds.yaml in
+    `.workdir` logs in as the `hammersmith` account. Every process is stopped by PID at the end."""
+    workdir = tmp_path_factory.mktemp("keystone-testbed")
+    state = lifecycle.up(workdir, KEYSTONE_TESTBED_NODES, free_port(), _quiet_step, {"keystone", "neutron"})
     try:
         yield Testbed(workdir, state)
     finally:

@@ -31,7 +31,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     """
     workdir = tmp_path_factory.mktemp("hammerbed")
     neutron = getattr(request.module, "NEUTRON", False)
-    state = lifecycle.up(workdir, 30, free_port(), _quiet_step, neutron=neutron)
+    state = lifecycle.up(workdir, 30, free_port(), _quiet_step, {"neutron"} if neutron else ())
     try:
         for fault, count in HANDS_OFF.items():
             lifecycle.inject(workdir, fault, count=count)
@@ -50,7 +50,7 @@ def rebreak(bed: Testbed, fault: str, node: str) -> None:
     ironic = Ironic(lifecycle.testbed_dir(bed.workdir))
     state = ironic.load_state()
     assert state is not None
-    FAULTS[fault].apply(Injector(fleet.connect(state.url), ironic, state), node)
+    FAULTS[fault].apply(Injector(fleet.connect(state), ironic, state), node)
 
 
 def hands_off_nodes(bed: Testbed) -> dict[str, dict[str, Any]]:

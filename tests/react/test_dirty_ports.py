@@ -28,10 +28,9 @@ def test_dirty_ports_detach_stale_vifs_on_every_port(bed: Testbed, make_sweeper:
         physical_network="physnet1",
         local_link_connection={"switch_id": "00:11:22:33:44:55", "port_id": "Eth9/2", "switch_info": "sw1"},
     )
-    conn = fleet.connect(bed.state.url, bed.state.neutron_url)
-    port = conn.network.create_port(network_id=bed.state.network_id, name="second-vif")
+    port = bed.conn.network.create_port(network_id=bed.state.network_id, name="second-vif")
     bm.attach_vif_to_node(two, port.id)
-    conn.network.delete_port(port.id)
+    bed.conn.network.delete_port(port.id)
     assert len(vifs(bed, one)) == 1 and len(vifs(bed, two)) == 2
     before = hands_off_nodes(bed)
 
@@ -62,8 +61,7 @@ def test_snapshot_reads_neutron_when_the_catalog_has_it(bed: Testbed) -> None:
     from hammersmith.config import Site
     from hammersmith.testbed.ironic import CLOUD_NAME
 
-    conn = fleet.connect(bed.state.url, bed.state.neutron_url)
-    conn.network.create_port(network_id=bed.state.network_id, name="listed")
+    bed.conn.network.create_port(network_id=bed.state.network_id, name="listed")
     snap = snapshot.take(SiteConnection("lab", Site(cloud=CLOUD_NAME, page_size=1)))
     assert snap.services["neutron"].status == "ok" and snap.complete("ironic", "neutron")
     ports = snap.data["network_ports"] or []

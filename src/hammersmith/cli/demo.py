@@ -37,8 +37,8 @@ def demo_settings(settings: Settings, observe: bool) -> Settings:
     return settings.model_copy(update={"sites": {lifecycle.SITE_NAME: site.model_copy(update={"policy": policy})}})
 
 
-def settle(url: str, timeout: float = 45.0) -> None:
-    conn = fleet.connect(url)
+def settle(state: lifecycle.State, timeout: float = 45.0) -> None:
+    conn = fleet.connect(state)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not any(n["provision_state"] in BUSY for n in fleet.list_nodes(conn, light=True)):
@@ -55,7 +55,7 @@ def demo(
 ) -> None:
     """Start the local testbed with injected faults, report what is wrong, and let the hammers fix it."""
     lifecycle.down(Path.cwd())
-    state, seconds = bring_up(nodes, None, as_json, neutron)
+    state, seconds = bring_up(nodes, None, as_json, frozenset({"neutron"} if neutron else ()))
     sweeps: list[dict[str, Any]] = []
     try:
         t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def demo(
                     if not any(a["outcome"] == "succeeded" for a in result.actions):
                         break
                     with console.status("waiting for Ironic to finish what the hammers started", spinner="dots"):
-                        settle(state.url)
+                        settle(state)
             finally:
                 sweeper.close()
         after = cycle.run(settings, lifecycle.SITE_NAME)

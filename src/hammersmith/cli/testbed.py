@@ -47,10 +47,12 @@ def progress_steps(quiet: bool) -> Iterator[lifecycle.Step]:
             progress.update(current[-1], completed=task.total or 1, total=task.total or 1)
 
 
-def bring_up(nodes: int, port: int | None, quiet: bool, neutron: bool = False) -> tuple[lifecycle.State, float]:
+def bring_up(
+    nodes: int, port: int | None, quiet: bool, services: frozenset[str] = frozenset()
+) -> tuple[lifecycle.State, float]:
     started = time.perf_counter()
     with progress_steps(quiet) as step:
-        state = lifecycle.up(Path.cwd(), nodes, port, step, neutron)
+        state = lifecycle.up(Path.cwd(), nodes, port, step, services)
     return state, time.perf_counter() - started
 
 
@@ -58,16 +60,35 @@ def bring_up(nodes: int, port: int | None, quiet: bool, neutron: bool = False) -
 def up(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=2000, help="Nodes to enrol.")] = 30,
     port: Annotated[int | None, typer.Option("--port", help="API port (default 6385, else a free one).")] = None,
-    neutron: Annotated[bool, typer.Option("--neutron", help="Also run a real Neutron (VIFs, port faults).")] = False,
+    services: Annotated[
+        str,
+        typer.Option(
+            "--with",
+            help=f"Also run these real services, comma-separated: {', '.join(lifecycle.SERVICES)} "
+            "(Keystone: authentication and RBAC; Neutron: VIFs, port faults).",
+        ),
+    ] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Install (once), start Ironic, enrol nodes to `available`, write clouds.yaml + hammersmith.yaml here."""
-    state, seconds = bring_up(nodes, port, as_json, neutron)
+    state, seconds = bring_up(nodes, port, as_json, lifecycle.known_services(services.split(",")))
     if as_json:
-        emit_json({"url": state.url, "pid": state.pid, "nodes": state.nodes, "seconds": round(seconds, 2)})
+        emit_json(
+            {
+                "url": state.url,
+                "pid": state.pid,
+                "keystone": state.auth_url,
+                "neutron": state.neutron_url,
+                "nodes": state.nodes,
+                "seconds": round(seconds, 2),
+            }
+        )
     else:
+        extra = "".join(
+            f", {name} at {url}" for name, url in (("Keystone", state.auth_url), ("Neutron", state.neutron_url)) if url
+        )
         console.print(
-            f"[green]testbed up[/] at {state.url} (PID {state.pid}) with {state.nodes} nodes "
+            f"[green]testbed up[/] at {state.url} (PID {state.pid}){extra} with {state.nodes} nodes "
             f"in {seconds:.1f} s; clouds.yaml and hammersmith.yaml written to {Path.cwd()}"
         )
 
@@ -82,11 +103,17 @@ def status(as_json: JsonOpt = False) -> None:
     if not result["running"]:
         console.print(f"testbed: [red]not running[/] ({result['directory']})")
         return
-    console.print(f"testbed: [green]running[/] at {result['url']} (PID {result['pid']}), {result['nodes']} nodes")
-    table = Table("provision state", "nodes")
-    for state, count in sorted(result["provision_states"].items()):
-        table.add_row(state, str(count))
-    console.print(table)
+    nodes = f"{result['nodes']} nodes" if "nodes" in result else "nodes unknown while Keystone is stopped"
+    console.print(f"testbed: [green]running[/] at {result['url']} (PID {result['pid']}), {nodes}")
+    for name in lifecycle.SERVICES:
+        if service := result[name]:
+            running = "[green]running[/]" if service["running"] else "[red]stopped[/]"
+            console.print(f"{name}: {running} at {service['url']} (PID {service['pid']})")
+    if "provision_states" in result:
+        table = Table("provision state", "nodes")
+        for state, count in sorted(result["provision_states"].items()):
+            table.add_row(state, str(count))
+        console.print(table)
     if result["faults"]:
         faults = Table("node", "injected faults")
         for node, names in sorted(result["faults"].items()):
@@ -96,7 +123,7 @@ def status(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def down(as_json: JsonOpt = False) -> None:
-    """Stop the testbed's Ironic by its PID (its data stays until the next `up`)."""
+    """Stop the testbed's Ironic (and Neutron, Keystone) by PID (the data stays until the next `up`)."""
     state = lifecycle.down(Path.cwd())
     emit_json({"stopped": state is not None}) if as_json else console.print(
         "testbed stopped" if state else "no testbed here"

@@ -1,6 +1,6 @@
 """Fault injection: produce each known error the way it happens in production, where Ironic allows.
 
-Every fault starts from an `available` node. With the testbed's Neutron (`testbed up --neutron`)
+Every fault starts from an `available` node. With the testbed's Neutron (`testbed up --with neutron`)
 VIFs are real: attached through Ironic's VIF API, broken by deleting the Neutron port or by a
 real Neutron outage. Without Neutron, and for one step in every mode, the testbed writes its own
 Ironic SQLite database (a fixture, never product code): the VIF record a Neutron-backed attach
@@ -20,11 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from openstack.connection import Connection
-
 from hammersmith.errors import TestbedError
 from hammersmith.testbed import process
-from hammersmith.testbed.fleet import WORKERS, wait_for
+from hammersmith.testbed.fleet import WORKERS, Admin, wait_for
 from hammersmith.testbed.ironic import DEAD_ENDPOINT, Ironic, State
 from hammersmith.testbed.neutron import Neutron
 
@@ -75,7 +73,7 @@ SCENARIOS: dict[str, list[tuple[str, int, str | None]]] = {
 class Injector:
     """Drives faults against one running testbed."""
 
-    def __init__(self, conn: Connection, ironic: Ironic, state: State) -> None:
+    def __init__(self, conn: Admin, ironic: Ironic, state: State) -> None:
         self.conn = conn
         self.bm = conn.baremetal
         self.ironic = ironic

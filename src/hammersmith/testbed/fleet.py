@@ -5,28 +5,61 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 
 import openstack
+from openstack.baremetal.v1._proxy import Proxy as BaremetalProxy
 from openstack.connection import Connection
+from openstack.network.v2._proxy import Proxy as NetworkProxy
 
 from hammersmith.errors import TestbedError
+from hammersmith.testbed import keystone
+from hammersmith.testbed.ironic import State
 
 RESOURCE_CLASSES = ("compute_skylake", "compute_cascadelake", "gpu_rtx_6000")
 WORKERS = 8
 Progress = Callable[[int], None]
 
 
-def connect(url: str, neutron_url: str | None = None) -> Connection:
-    """An SDK connection straight to the testbed's noauth Ironic (and Neutron), no clouds.yaml needed."""
-    extra = {"network_endpoint_override": neutron_url} if neutron_url else {}
-    return openstack.connect(
-        load_yaml_config=False,
-        load_envvars=False,
-        auth_type="none",
-        baremetal_endpoint_override=url,
-        baremetal_api_version="1",
-        **extra,
-    )
+class Admin:
+    """The testbed's own operator access to Ironic and Neutron (enrolment, faults, tests), never hammersmith's.
+
+    noauth: one connection with endpoint overrides. Keystone: the bootstrap admin logs in twice,
+    because Ironic creates nodes owned by no project (as an operator's are) only for a
+    system-scoped token, and Neutron accepts only project-scoped ones.
+    """
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self._conns: list[Connection] = []
+
+    def _connect(self, system: bool) -> Connection:
+        if self.state.auth_url:
+            auth = keystone.admin_auth(self.state.auth_url, self.state.passwords["admin"], system=system)
+        else:
+            auth = {"auth_type": "none", "baremetal_endpoint_override": self.state.url}
+            if self.state.neutron_url:
+                auth["network_endpoint_override"] = self.state.neutron_url
+        conn = openstack.connect(load_yaml_config=False, load_envvars=False, baremetal_api_version="1", **auth)
+        self._conns.append(conn)
+        return conn
+
+    @cached_property
+    def baremetal(self) -> BaremetalProxy:
+        return self._connect(system=True).baremetal
+
+    @cached_property
+    def network(self) -> NetworkProxy:
+        return self._connect(system=False).network
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.close()
+
+
+def connect(state: State) -> Admin:
+    """The testbed's admin access, from its state alone (no clouds.yaml needed)."""
+    return Admin(state)
 
 
 def node_name(index: int) -> str:
@@ -37,7 +70,7 @@ def mac(index: int) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in index.to_bytes(3, "big"))
 
 
-def _enrol_one(conn: Connection, index: int) -> str:
+def _enrol_one(conn: Admin, index: int) -> str:
     rc = RESOURCE_CLASSES[(index - 1) % len(RESOURCE_CLASSES)]
     node = conn.baremetal.create_node(
         name=node_name(index),
@@ -59,7 +92,7 @@ def _enrol_one(conn: Connection, index: int) -> str:
 
 
 def wait_for(
-    conn: Connection,
+    conn: Admin,
     names: Iterable[str],
     states: set[str],
     timeout: float,
@@ -89,7 +122,7 @@ def wait_for(
         time.sleep(0.5)
 
 
-def list_nodes(conn: Connection, light: bool = False) -> list[dict]:
+def list_nodes(conn: Admin, light: bool = False) -> list[dict]:
     """Every node as a plain dict, one paginated list call; `light` asks only what waits need."""
     nodes = (
         conn.baremetal.nodes(fields=["name", "provision_state", "last_error"])
@@ -99,7 +132,7 @@ def list_nodes(conn: Connection, light: bool = False) -> list[dict]:
     return [n.to_dict(computed=False) for n in nodes]
 
 
-def enrol(conn: Connection, count: int, progress: Progress | None = None, timeout: float = 120.0) -> list[str]:
+def enrol(conn: Admin, count: int, progress: Progress | None = None, timeout: float = 120.0) -> list[str]:
     """Create `count` nodes with a port each, manage, provide (automated clean), power on."""
     names = [node_name(i) for i in range(1, count + 1)]
     with ThreadPoolExecutor(WORKERS) as pool:

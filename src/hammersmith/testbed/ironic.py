@@ -1,7 +1,8 @@
 """Install, configure, start and stop a real Ironic 39 for the testbed.
 
 Ironic lives in its own cached virtualenv (never the project's), runs as the single
-all-in-one `ironic` process (the only supported mode with SQLite) on 127.0.0.1, noauth.
+all-in-one `ironic` process (the only supported mode with SQLite) on 127.0.0.1: noauth, or
+behind the testbed's Keystone with its new-default RBAC.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import process, venvs
+from hammersmith.testbed import keystone, process, venvs
 
 IRONIC_VERSION = "39.0.0"
 CLOUD_NAME = "hammersmith-testbed"
@@ -29,7 +30,9 @@ CONF_TEMPLATE = """\
 # written by hammersmith testbed; regenerated on every start
 [DEFAULT]
 host = hammersmith-conductor
-auth_strategy = noauth
+auth_strategy = {auth_strategy}
+# Keystone tier: the `service` role in the service project sees and acts on every node
+rbac_service_role_elevated_access = true
 rpc_transport = none
 debug = false
 log_file = {dir}/ironic.log
@@ -79,16 +82,14 @@ auth_type = none
 endpoint_override = http://127.0.0.1:{port}
 
 [neutron]
-auth_type = none
-endpoint_override = {neutron_url}
-connect_retries = 0
+{neutron_auth}connect_retries = 0
 status_code_retries = 0
 
 [fake]
 deploy_delay = {deploy_delay}
 bios_delay = {bios_delay}
 inspect_delay = {inspect_delay}
-"""
+{keystone}"""
 
 
 def venv_dir() -> Path:
@@ -118,10 +119,14 @@ class State:
     pid: int | None = None
     nodes: int = 0
     faults: dict[str, list[str]] = field(default_factory=dict)
-    #: the optional real Neutron (`testbed up --neutron`) and its provisioning network
+    #: the optional real Neutron (`testbed up --with neutron`) and its provisioning network
     neutron_port: int | None = None
     neutron_pid: int | None = None
     network_id: str | None = None
+    #: the optional real Keystone (`--with keystone`) and every account's password (admin, services, hammersmith)
+    keystone_port: int | None = None
+    keystone_pid: int | None = None
+    passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -130,6 +135,10 @@ class State:
     @property
     def neutron_url(self) -> str | None:
         return f"http://127.0.0.1:{self.neutron_port}/" if self.neutron_port else None
+
+    @property
+    def auth_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.keystone_port}/v3" if self.keystone_port else None
 
 
 class Ironic:
@@ -151,27 +160,35 @@ class Ironic:
             return None
 
     def save_state(self, state: State) -> None:
+        """Readable by its owner only: it holds the testbed's passwords."""
         tmp = self.state_file.with_suffix(".tmp")
+        tmp.touch()
+        tmp.chmod(0o600)
         tmp.write_text(json.dumps(asdict(state), indent=2))
         tmp.replace(self.state_file)
 
     def _bin(self, name: str) -> str:
         return str(venv_dir() / "bin" / name)
 
-    def write_config(
-        self,
-        port: int,
-        deploy_delay: int = 0,
-        bios_delay: int = 0,
-        inspect_delay: int = 0,
-        neutron_url: str | None = None,
-    ) -> Path:
+    def write_config(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0) -> Path:
+        """noauth, or Keystone auth with the `ironic` account. Neutron: from the catalog when Keystone and
+        Neutron run, else at its URL (a dead port when none runs)."""
+        neutron_auth = "auth_type = none\n"
+        keystone_auth = ""
+        if state.auth_url:
+            password = state.passwords["ironic"]
+            neutron_auth = keystone.auth_options(state.auth_url, "ironic", password)
+            keystone_auth = "\n" + keystone.authtoken_section(state.auth_url, "ironic", password)
+        if not (state.auth_url and state.neutron_url):
+            neutron_auth += f"endpoint_override = {state.neutron_url or DEAD_ENDPOINT}\n"
         conf = self.dir / "ironic.conf"
         conf.write_text(
             CONF_TEMPLATE.format(
                 dir=self.dir,
-                port=port,
-                neutron_url=neutron_url or DEAD_ENDPOINT,
+                port=state.port,
+                auth_strategy="keystone" if state.auth_url else "noauth",
+                neutron_auth=neutron_auth,
+                keystone=keystone_auth,
                 deploy_delay=deploy_delay,
                 bios_delay=bios_delay,
                 inspect_delay=inspect_delay,
@@ -185,7 +202,7 @@ class Ironic:
         self.db.unlink(missing_ok=True)
         template = venv_dir() / "empty-ironic.sqlite"
         if not template.exists():
-            conf = self.write_config(port)
+            conf = self.write_config(State(port=port))
             result = subprocess.run(
                 [self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"],
                 capture_output=True,
@@ -206,16 +223,19 @@ class Ironic:
             raise TestbedError(
                 f"port {state.port} on 127.0.0.1 is already in use", hint="stop what listens there, or pass --port"
             )
-        conf = self.write_config(state.port, deploy_delay, bios_delay, inspect_delay, state.neutron_url)
+        conf = self.write_config(state, deploy_delay, bios_delay, inspect_delay)
         state.pid = process.start([self._bin("ironic"), "--config-file", str(conf)], self.log, self.dir)
         self.save_state(state)
+        headers = {"X-OpenStack-Ironic-API-Version": "1.1"}
+        if state.auth_url:
+            headers["X-Auth-Token"] = keystone.token(state.auth_url, state.passwords["admin"])
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=state.url, timeout=2.0) as http:
             while time.monotonic() < deadline:
                 if not process.alive(state.pid):
                     raise TestbedError("Ironic exited during start-up", hint=process.tail(self.log))
                 try:
-                    drivers = http.get("/v1/drivers", headers={"X-OpenStack-Ironic-API-Version": "1.1"})
+                    drivers = http.get("/v1/drivers", headers=headers)
                     if drivers.status_code == 200 and any(
                         d["name"] == "fake-hardware" for d in drivers.json()["drivers"]
                     ):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import fleet, process
+from hammersmith.testbed import fleet, keystone, process
 from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
 from hammersmith.testbed.ironic import (
     CLOUD_NAME,
@@ -23,9 +24,14 @@ from hammersmith.testbed.ironic import (
     port_in_use,
     venv_dir,
 )
+from hammersmith.testbed.keystone import KEYSTONE_VERSION, REGION, SERVICE_PROJECT, Keystone
 from hammersmith.testbed.neutron import NEUTRON_VERSION, PHYSNET, Neutron
 
 MARKER = "# written by 'hammersmith testbed up'"
+#: what `testbed up --with` can add to Ironic
+SERVICES = ("keystone", "neutron")
+#: Keystone's accounts (the bootstrap admin, the services', hammersmith's own)
+ACCOUNTS = ("admin", "ironic", "neutron", "hammersmith")
 Step = Callable[[str, int | None], Callable[[int], None]]
 """start a progress step: (description, total) -> advance(completed)"""
 
@@ -34,8 +40,20 @@ def testbed_dir(workdir: Path) -> Path:
     return workdir / ".hammersmith" / "testbed"
 
 
-def up(workdir: Path, nodes: int, port: int | None, step: Step, neutron: bool = False) -> State:
-    """Install (once), start Ironic (and Neutron) on fresh databases, enrol nodes, write the client files."""
+def known_services(names: Iterable[str]) -> frozenset[str]:
+    """The services to add to Ironic (`--with keystone,neutron`); an unknown one is an error naming the known ones."""
+    names = frozenset(name.strip() for name in names if name.strip())
+    unknown = sorted(names - set(SERVICES))
+    if unknown:
+        raise TestbedError(
+            f"unknown service {', '.join(map(repr, unknown))} for --with", hint=f"known: {', '.join(SERVICES)}"
+        )
+    return names
+
+
+def up(workdir: Path, nodes: int, port: int | None, step: Step, services: Iterable[str] = ()) -> State:
+    """Install (once), start Ironic (and Keystone, Neutron) on fresh databases, enrol nodes, write the client files."""
+    services = known_services(services)
     ironic = Ironic(testbed_dir(workdir))
     previous = ironic.load_state()
     if previous and process.alive(previous.pid):
@@ -43,6 +61,8 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step, neutron: bool = 
             f"a testbed is already running here (PID {previous.pid}, {previous.url})",
             hint="'hammersmith testbed down' first, or use it as it is",
         )
+    if previous:  # what an earlier testbed here left running after its Ironic died
+        stop_all(ironic, previous)
     step(f"installing Ironic {IRONIC_VERSION} into {venv_dir()} (first run only)", None)(0)
     ensure_venv()
     state = State(port=port or 6385)
@@ -53,18 +73,21 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step, neutron: bool = 
     # a new fleet has new node UUIDs: the old ledger, locks and breaker of the testbed site mean nothing
     for stale in (workdir / ".hammersmith").glob("hammersmith.sqlite*"):
         stale.unlink()
-    if neutron:
-        step(f"installing and starting Neutron {NEUTRON_VERSION} (first run installs it)", None)(0)
-        start_neutron(workdir, state)
-    step(f"starting Ironic on {state.url}", None)(0)
     try:
+        if "neutron" in services:
+            state.neutron_port = free_port()
+        if "keystone" in services:
+            step(f"installing and starting Keystone {KEYSTONE_VERSION} (first run installs it)", None)(0)
+            start_keystone(workdir, state)
+        if "neutron" in services:
+            step(f"installing and starting Neutron {NEUTRON_VERSION} (first run installs it)", None)(0)
+            start_neutron(workdir, state, fresh=True)
+        step(f"starting Ironic on {state.url}", None)(0)
         ironic.start(state)
-        conn = fleet.connect(state.url, state.neutron_url)
         advance = step(f"enrolling {nodes} nodes and cleaning them to 'available'", nodes)
-        fleet.enrol(conn, nodes, advance)
-    except Exception:
-        ironic.stop(state)
-        process.stop(state.neutron_pid)
+        fleet.enrol(fleet.connect(state), nodes, advance)
+    except BaseException:
+        stop_all(ironic, state)
         raise
     state.nodes = nodes
     ironic.save_state(state)
@@ -72,26 +95,86 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step, neutron: bool = 
     return state
 
 
-def start_neutron(workdir: Path, state: State) -> None:
-    """Start the testbed's Neutron and give it the flat provisioning network Ironic's nodes use."""
+def start_keystone(workdir: Path, state: State) -> None:
+    """A fresh Keystone with the catalog and the accounts (new passwords) the others log in with."""
+    server = Keystone(testbed_dir(workdir) / "keystone")
+    state.keystone_port = free_port()
+    state.passwords = {name: secrets.token_urlsafe(18) for name in ACCOUNTS}
+    server.prepare(state.keystone_port, state.passwords["admin"])
+    state.keystone_pid = server.start(state.keystone_port)
+    Ironic(testbed_dir(workdir)).save_state(state)
+    assert state.auth_url is not None
+    endpoints = {"baremetal": state.url, **({"network": state.neutron_url} if state.neutron_url else {})}
+    keystone.register(state.auth_url, state.passwords, endpoints)
+
+
+def start_neutron(workdir: Path, state: State, fresh: bool = False) -> None:
+    """Start the testbed's Neutron; `fresh`: on a new database, with the flat network Ironic's nodes use."""
     server = Neutron(testbed_dir(workdir) / "neutron")
-    if state.neutron_port is None:
-        server.prepare()
-        state.neutron_port = free_port()
+    assert state.neutron_port is not None
+    if fresh:
+        server.prepare(state.auth_url, state.passwords.get("neutron", ""))
     state.neutron_pid = server.start(state.neutron_port)
     Ironic(testbed_dir(workdir)).save_state(state)
-    if state.network_id is None:
-        conn = fleet.connect(state.url, state.neutron_url)
-        network = conn.network.create_network(
+    if fresh:
+        network = fleet.connect(state).network.create_network(
             name="provisioning", provider_network_type="flat", provider_physical_network=PHYSNET, shared=True
         )
         state.network_id = network.id
 
 
-def stop_neutron(workdir: Path, state: State) -> None:
-    process.stop(state.neutron_pid)
-    state.neutron_pid = None
-    Ironic(testbed_dir(workdir)).save_state(state)
+def _port(state: State, name: str) -> int:
+    """The port of the testbed's Keystone or Neutron; an error if it runs none."""
+    port = getattr(state, f"{name}_port") if name in SERVICES else None
+    if port is None:
+        raise TestbedError(f"this testbed runs no {name!r}", hint=f"add {', '.join(SERVICES)} with 'testbed up --with'")
+    return port
+
+
+def start_service(workdir: Path, name: str) -> State:
+    """Start a stopped Keystone or Neutron again, on its port and with its data (after `stop_service`)."""
+    ironic, state = running(workdir)
+    port = _port(state, name)
+    if name == "keystone" and not process.alive(state.keystone_pid):
+        state.keystone_pid = Keystone(testbed_dir(workdir) / "keystone").start(port)
+        ironic.save_state(state)
+    elif name == "neutron" and not process.alive(state.neutron_pid):
+        start_neutron(workdir, state)
+    return state
+
+
+def stop_service(workdir: Path, name: str) -> State:
+    """Stop Keystone or Neutron by its PID, keeping its data: a real outage, which `start_service` ends."""
+    ironic = Ironic(testbed_dir(workdir))
+    state = ironic.load_state()
+    if state is None:
+        raise TestbedError("no testbed in this directory")
+    _port(state, name)
+    process.stop(getattr(state, f"{name}_pid"))
+    setattr(state, f"{name}_pid", None)
+    ironic.save_state(state)
+    return state
+
+
+def set_password(workdir: Path, user: str, password: str) -> None:
+    """Change a Keystone account's password, as Keystone's admin.
+
+    Only Keystone's record changes: clouds.yaml and testbed.json keep the testbed's own password,
+    so another one makes those credentials wrong, and `state.passwords[user]` makes them right again.
+    """
+    _, state = running(workdir)
+    if not state.auth_url:
+        raise TestbedError("this testbed runs no Keystone", hint="testbed up --with keystone")
+    keystone.set_password(state.auth_url, state.passwords["admin"], user, password)
+
+
+def stop_all(ironic: Ironic, state: State) -> None:
+    """Ironic first (it calls the others), then Neutron, then Keystone; each by its PID."""
+    ironic.stop(state)
+    for pid_field in ("neutron_pid", "keystone_pid"):
+        process.stop(getattr(state, pid_field))
+        setattr(state, pid_field, None)
+    ironic.save_state(state)
 
 
 def write_client_files(workdir: Path, state: State) -> None:
@@ -104,10 +187,20 @@ def write_client_files(workdir: Path, state: State) -> None:
     clouds: dict[str, Any] = {"clouds": {}}
     if clouds_file.exists():
         clouds = yaml.safe_load(clouds_file.read_text()) or {"clouds": {}}
-    cloud = {"auth_type": "none", "baremetal_endpoint_override": state.url, "baremetal_api_version": "1"}
-    if state.neutron_url:
+    cloud: dict[str, Any]
+    if state.auth_url:  # hammersmith's own account; the endpoints come from the catalog
+        auth = {"auth_url": state.auth_url, "username": "hammersmith", "password": state.passwords["hammersmith"]}
+        auth |= {"project_name": SERVICE_PROJECT, "user_domain_name": "Default", "project_domain_name": "Default"}
+        # v3password: the password login without a version discovery request before it
+        cloud = {"auth_type": "v3password", "auth": auth, "region_name": REGION, "identity_api_version": "3"}
+    else:
+        cloud = {"auth_type": "none", "baremetal_endpoint_override": state.url}
+    cloud["baremetal_api_version"] = "1"
+    if state.neutron_url and not state.auth_url:
         cloud["network_endpoint_override"] = state.neutron_url
     clouds.setdefault("clouds", {})[CLOUD_NAME] = cloud
+    clouds_file.touch()
+    clouds_file.chmod(0o600)  # it may hold a password
     clouds_file.write_text(f"{MARKER}\n" + yaml.safe_dump(clouds, sort_keys=False))
     config_file = workdir / "hammersmith.yaml"
     if config_file.exists() and not config_file.read_text().startswith(MARKER):
@@ -136,14 +229,17 @@ def status(workdir: Path) -> dict[str, Any]:
         "running": process.alive(state.pid),
         "pid": state.pid,
         "url": state.url,
+        "keystone": {"url": state.auth_url, "pid": state.keystone_pid, "running": process.alive(state.keystone_pid)}
+        if state.keystone_port
+        else None,
         "neutron": {"url": state.neutron_url, "pid": state.neutron_pid, "running": process.alive(state.neutron_pid)}
         if state.neutron_port
         else None,
         "directory": str(ironic.dir),
         "faults": state.faults,
     }
-    if result["running"]:
-        nodes = fleet.list_nodes(fleet.connect(state.url))
+    if result["running"] and (result["keystone"] is None or result["keystone"]["running"]):
+        nodes = fleet.list_nodes(fleet.connect(state))
         result["nodes"] = len(nodes)
         result["provision_states"] = dict(Counter(n["provision_state"] for n in nodes))
     return result
@@ -153,8 +249,7 @@ def down(workdir: Path) -> State | None:
     ironic = Ironic(testbed_dir(workdir))
     state = ironic.load_state()
     if state:
-        ironic.stop(state)
-        stop_neutron(workdir, state)
+        stop_all(ironic, state)
     return state
 
 
@@ -170,7 +265,7 @@ def inject(
     ironic, state = running(workdir)
     if state.neutron_port and not process.alive(state.neutron_pid):
         start_neutron(workdir, state)  # e.g. after a crash while a fault had it stopped
-    injector = Injector(fleet.connect(state.url, state.neutron_url), ironic, state)
+    injector = Injector(fleet.connect(state), ironic, state)
     before = set(state.faults)
     if scenario:
         if scenario not in SCENARIOS:

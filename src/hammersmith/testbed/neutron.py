@@ -1,4 +1,4 @@
-"""An optional real Neutron (API server, ML2 flat, SQLite, noauth) for the testbed.
+"""An optional real Neutron (API server, ML2 flat, SQLite; noauth or Keystone) for the testbed.
 
 Ironic's VIF records (`internal_info.tenant_vif_port_id`) are only written and cleared
 through Neutron, so the faults and hammers about them need one running. Same pattern as
@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import process, venvs
+from hammersmith.testbed import keystone, process, venvs
 
 NEUTRON_VERSION = "29.0.0"
 PHYSNET = "physnet1"
@@ -27,7 +27,7 @@ NEUTRON_CONF = """\
 [DEFAULT]
 core_plugin = ml2
 service_plugins = router
-auth_strategy = noauth
+auth_strategy = {auth_strategy}
 api_paste_config = {dir}/api-paste.ini
 # no message bus: agent notifications go nowhere (no agents run)
 transport_url = fake://
@@ -45,10 +45,11 @@ lock_path = {dir}/lock
 
 [oslo_policy]
 policy_file = {dir}/policy.yaml
-"""
+{keystone}"""
 #: noauth runs as an elevated context without the `service` role; Ironic's VIF calls need what
-#: Nova's service user may do (binding host/profile, MAC address)
-POLICY = """"create_port:binding:profile": ""
+#: Nova's service user may do (binding host/profile, MAC address). With Keystone, Ironic's
+#: account has that role and Neutron's defaults apply.
+NOAUTH_POLICY = """"create_port:binding:profile": ""
 "create_port:binding:host_id": ""
 "update_port:binding:profile": ""
 "update_port:binding:host_id": ""
@@ -63,7 +64,8 @@ mechanism_drivers =
 extension_drivers = port_security
 
 [ml2_type_flat]
-flat_networks = physnet1
+# public: an external network for floating IPs, when a test needs one
+flat_networks = physnet1,public
 """
 SHIM = """\
 import sys
@@ -94,16 +96,20 @@ class Neutron:
         self.dir = directory.resolve()
         self.log = self.dir / "neutron.stdout"
 
-    def prepare(self) -> None:
-        """Config files and a fresh schema (copied from a template cached beside the venv).
+    def prepare(self, auth_url: str | None = None, password: str = "") -> None:
+        """Config files (Keystone auth with the `neutron` account when `auth_url` is given) and a fresh
+        schema, copied from a template cached beside the venv.
 
         Neutron's migrations fail on SQLite, so the schema comes from its models (as its unit tests do).
         """
         ensure_venv()
         (self.dir / "lock").mkdir(parents=True, exist_ok=True)
-        (self.dir / "neutron.conf").write_text(NEUTRON_CONF.format(dir=self.dir))
+        authtoken = "\n" + keystone.authtoken_section(auth_url, "neutron", password) if auth_url else ""
+        (self.dir / "neutron.conf").write_text(
+            NEUTRON_CONF.format(dir=self.dir, auth_strategy="keystone" if auth_url else "noauth", keystone=authtoken)
+        )
         (self.dir / "ml2_conf.ini").write_text(ML2_CONF)
-        (self.dir / "policy.yaml").write_text(POLICY)
+        (self.dir / "policy.yaml").write_text("" if auth_url else NOAUTH_POLICY)
         (self.dir / "n_wsgi.py").write_text(SHIM)
         shutil.copyfile(venv_dir() / "etc" / "neutron" / "api-paste.ini", self.dir / "api-paste.ini")
         db = self.dir / "neutron.sqlite"
@@ -148,7 +154,8 @@ class Neutron:
                 if not process.alive(pid):
                     raise TestbedError("Neutron exited during start-up", hint=process.tail(self.log))
                 try:
-                    if http.get(f"http://127.0.0.1:{port}/v2.0/networks").status_code == 200:
+                    # 401: with Keystone the middleware answers for the loaded app
+                    if http.get(f"http://127.0.0.1:{port}/v2.0/networks").status_code in (200, 401):
                         return pid
                 except httpx.TransportError:
                     pass
