@@ -72,3 +72,10 @@ def test_small_testbed_up_then_down_by_pid(tmp_path: Path) -> None:
     assert not process.alive(pid)
     status = json.loads(hammersmith("testbed", "status", "--json", cwd=tmp_path).stdout)
     assert status["running"] is False
+
+
+def test_up_with_an_unknown_service_names_the_known_ones(tmp_path: Path) -> None:
+    result = hammersmith("testbed", "up", "--with", "keystone,nova", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "unknown service 'nova'" in result.stderr and "keystone, neutron" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / ".hammersmith").exists()

@@ -88,18 +88,6 @@ def authtoken_section(auth_url: str, user: str, password: str) -> str:
     return f"[keystone_authtoken]\nwww_authenticate_uri = {auth_url}\n" + auth_options(auth_url, user, password)
 
 
-def token(auth_url: str, password: str) -> str:
-    """A system-scoped admin token, for the testbed's own readiness checks."""
-    user = {"name": "admin", "domain": {"name": "Default"}, "password": password}
-    body = {
-        "auth": {"identity": {"methods": ["password"], "password": {"user": user}}, "scope": {"system": {"all": True}}}
-    }
-    response = httpx.post(f"{auth_url}/auth/tokens", json=body, timeout=10.0)
-    if response.status_code != 201:
-        raise TestbedError(f"Keystone refused the testbed's admin login: HTTP {response.status_code}")
-    return response.headers["X-Subject-Token"]
-
-
 def admin_auth(auth_url: str, password: str, system: bool = False) -> dict[str, Any]:
     """openstack.connect arguments for the bootstrap admin: project-scoped (Keystone, Neutron) or
     system-scoped (Ironic)."""
@@ -118,8 +106,17 @@ def admin_auth(auth_url: str, password: str, system: bool = False) -> dict[str, 
     }
 
 
-def admin(auth_url: str, password: str) -> Connection:
-    return openstack.connect(load_yaml_config=False, load_envvars=False, **admin_auth(auth_url, password))
+def admin(auth_url: str, password: str, system: bool = False) -> Connection:
+    return openstack.connect(load_yaml_config=False, load_envvars=False, **admin_auth(auth_url, password, system))
+
+
+def token(auth_url: str, password: str) -> str:
+    """A system-scoped admin token, for the testbed's own readiness checks."""
+    conn = admin(auth_url, password, system=True)
+    try:
+        return str(conn.auth_token)
+    finally:
+        conn.close()
 
 
 def register(auth_url: str, passwords: dict[str, str], endpoints: dict[str, str]) -> None:
