@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import openstack
 import openstack.config
@@ -80,10 +81,14 @@ class SiteConnection:
         session = self.conn.session
         original = session.request
 
+        auth_url = (self.conn.config.get_auth_args() or {}).get("auth_url") or ""
+        identity = urlsplit(auth_url).netloc
+
         def counted(url: str, method: str, *args: Any, **kwargs: Any) -> Any:
             service_type = (kwargs.get("endpoint_filter") or {}).get("service_type") or kwargs.get("service_type")
             if service_type is None and not kwargs.get("authenticated", True):
-                service_type = "identity"
+                # a login goes to Keystone; other unauthenticated GETs are keystoneauth's version discovery
+                service_type = "identity" if identity and urlsplit(url).netloc == identity else "discovery"
             service = SERVICES.get(service_type or "", service_type or "other")
             self.requests.add(service)
             started, code = time.perf_counter(), "connection"
@@ -126,6 +131,11 @@ class SiteConnection:
                 hint="check auth_url in clouds.yaml and that Keystone is up",
             ) from None
         client.session = self.conn.session
+        if service_type == "network":
+            # the catalog's Neutron endpoint is discovered to .../v2.0, an endpoint override is taken as
+            # written (usually without it): one base either way, so list paths are the same everywhere
+            endpoint = (client.get_endpoint() or "").rstrip("/")
+            client.endpoint_override = endpoint if endpoint.endswith("/v2.0") else f"{endpoint}/v2.0"
         return client
 
     def login(self) -> None:
