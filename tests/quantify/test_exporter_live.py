@@ -42,7 +42,11 @@ class Exporter:
         """Scrape until `predicate(value)` holds for the series (None when absent)."""
         deadline = time.monotonic() + timeout
         while True:
-            samples = self.scrape()
+            try:
+                samples = self.scrape()
+            except httpx.ConnectError:  # still starting
+                assert self.proc.poll() is None, self.log.read_text()
+                samples = {}
             if predicate(samples.get(series)):
                 return samples
             if time.monotonic() > deadline:
@@ -142,7 +146,7 @@ def test_keystone_down_keeps_serving_the_last_snapshot_and_recovers(
     assert later['hammersmith_service_up{service="ironic",site="plain"}'] == 1
     age = f"hammersmith_snapshot_age_seconds{{{site}}}"
     assert later[age] > down[age] >= INTERVAL  # the old snapshot is served, older each time
-    nodes = [k for k in later if k.startswith("openstack_ironic_node{")]
+    nodes = [k for k in later if k.startswith("openstack_ironic_node{") and k.endswith(f"{site}}}")]
     assert len(nodes) == keystone_testbed.state.nodes  # still the last snapshot's fleet, not an empty one
     assert later[f'hammersmith_service_up{{service="ironic",{site}}}'] == 0
     # one clear line per failed cycle, naming the site and the cause, and no secret
