@@ -44,21 +44,27 @@ class Exporter:
         ProcessCollector(registry=self.own)
         for c in self.collectors:
             self.collector_errors.labels(c.name)
+        self.primed = prime
         if prime:
             telemetry.listeners.append(self.prime)
 
     def prime(self) -> None:
         """Render the cached families now, so no scrape pays for a new cycle."""
-        self.render(observe=False)
+        self.render(observe=False, refresh=True)
 
-    def render(self, observe: bool = True) -> bytes:
-        """The exposition text (format 0.0.4); `observe` records the time taken as a scrape."""
+    def render(self, observe: bool = True, refresh: bool = False) -> bytes:
+        """The exposition text (format 0.0.4); `observe` records the time taken as a scrape.
+
+        When the cycle primes the cache, a scrape that arrives while it re-renders is served the
+        previous cycle's text (consistent, and less than a render old) instead of rendering too.
+        """
         started = time.perf_counter()
         generation = self.telemetry.generation
         parts = []
         for c in self.collectors:
             cached = self._cache.get(c.name)
-            if not c.dynamic and cached and cached[0] == generation:
+            current = cached is not None and (cached[0] == generation or (self.primed and not refresh))
+            if not c.dynamic and cached is not None and current:
                 parts.append(cached[1])
                 continue
             try:
@@ -66,6 +72,8 @@ class Exporter:
             except Exception:
                 log.exception("collector %s failed; its metrics are left out of this scrape", c.name)
                 self.collector_errors.labels(c.name).inc()
+                with self._lock:
+                    self._cache.pop(c.name, None)
                 continue
             if not c.dynamic:
                 with self._lock:
