@@ -24,21 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import machine  # bench/ is the script directory, so this is bench/common.py
+from common import HEADERS, baseline, machine, seeded_ironic, write_clouds  # bench/ is the script directory
 from rich.console import Console
 from rich.table import Table
 
 from hammersmith.cloud import snapshot
 from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Site
-from hammersmith.testbed.ironic import Ironic, State, ensure_venv, free_port
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import seed  # noqa: E402  (bench/ is not a package)
+from hammersmith.testbed.ironic import ensure_venv
 
 RESULTS = Path(__file__).resolve().parent / "results" / "snapshot.json"
-PAGE = 1000
-HEADERS = {"X-OpenStack-Ironic-API-Version": snapshot.IRONIC_MICROVERSION}
 
 
 @dataclass
@@ -83,38 +78,15 @@ class Result:
         }
 
 
-def baseline(http: httpx.Client) -> tuple[dict[str, int], int]:
-    """The floor: what any client must do to read nodes and ports -- one page after another."""
-    counts: dict[str, int] = {}
-    requests = 0
-    for resource in ("nodes", "ports"):
-        counts[resource], url = 0, f"/v1/{resource}/detail?limit={PAGE}"
-        while url:
-            body = http.get(url).raise_for_status().json()
-            requests += 1
-            counts[resource] += len(body[resource])
-            url = body.get("next")
-    return counts, requests
-
-
 def measure(size: int, repeat: int, console: Console) -> Result:
     """Fresh Ironic, seed, warm up, then alternate baseline and snapshot `repeat` times."""
     result = Result(size)
     with tempfile.TemporaryDirectory(prefix=f"hammersmith-bench-{size}-") as tmp:
-        ironic, port = Ironic(Path(tmp)), free_port()
-        ironic.create_schema(port)
-        state = State(port=port)
-        try:
-            t0 = time.perf_counter()
-            ironic.start(state)
-            seed.seed(ironic, state, size)
+        t0 = time.perf_counter()
+        with seeded_ironic(Path(tmp), size) as state:
             result.seed_seconds = round(time.perf_counter() - t0, 2)
             console.log(f"N={size}: Ironic on {state.url} seeded in {result.seed_seconds} s")
-            clouds = Path(tmp) / "clouds.yaml"
-            clouds.write_text(
-                f"clouds:\n  bench:\n    auth_type: none\n    baremetal_endpoint_override: {state.url}\n"
-                f'    baremetal_api_version: "1"\n'
-            )
+            clouds = write_clouds(Path(tmp), state.url)
             os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)  # read by SiteConnection's openstacksdk
             conn = SiteConnection("bench", Site(cloud="bench"))
             with httpx.Client(base_url=state.url, headers=HEADERS, timeout=120.0) as http:
@@ -139,8 +111,6 @@ def measure(size: int, repeat: int, console: Console) -> Result:
                         result.problems.append(f"snapshot incomplete: {snap.services['ironic'].error}")
                     check(result, "snapshot", data)
             conn.close()
-        finally:
-            ironic.stop(state)
     return result
 
 
