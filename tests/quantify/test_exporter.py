@@ -128,3 +128,20 @@ def test_docs_list_exactly_the_families_served() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
     documented = {name.removesuffix("_total") for name in re.findall(r"^\| `([a-z_]+)` \|", doc, re.M)}
     assert served == documented
+
+
+def test_each_cycle_freezes_the_heap_and_hands_it_back_periodically() -> None:
+    import gc
+
+    from hammersmith.quantify import exporter as exporter_mod
+
+    telemetry = Telemetry(["lab"])
+    Exporter(telemetry)
+    try:
+        telemetry.record(snapshot(nodes=[node("n1")]), [], None)
+        assert gc.get_freeze_count() > 0
+        for _ in range(exporter_mod.UNFREEZE_EVERY - 1):
+            telemetry.record(snapshot(nodes=[node("n1")]), [], None)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()

@@ -64,6 +64,9 @@ def listen_on(settings: Settings, listen: str | None) -> Http:
 
 @contextmanager
 def serving(http: Http, telemetry: Telemetry) -> Iterator[Server]:
+    # a scrape must get the GIL quickly while a cycle decodes and renders in another thread
+    # (measured at 10,000 nodes: p99 of /metrics about halved against the default 5 ms)
+    sys.setswitchinterval(0.001)
     server = Server(create_app(Exporter(telemetry)), http.host, http.port).start()
     log.info("serving metrics on %s/metrics", server.url)
     try:

@@ -19,7 +19,9 @@ def create_app(exporter: Exporter) -> FastAPI:
     app = FastAPI(title="hammersmith agent", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/metrics")
-    def metrics() -> Response:
+    async def metrics() -> Response:
+        # on the event loop, not the thread pool: a cached render is a copy, and every hand-over
+        # between threads waits for the GIL while a cycle is busy in another thread
         return Response(exporter.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
