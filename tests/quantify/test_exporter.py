@@ -24,6 +24,19 @@ class Broken(Collector):
         raise RuntimeError("bug in a plugin")
 
 
+def counting(calls: list[int]) -> type[Collector]:
+    """A collector that counts its renders, and shows the count."""
+
+    class Counting(Collector):
+        name = "counting"
+
+        def collect(self) -> Iterable[Metric]:
+            calls.append(1)
+            yield GaugeMetricFamily("hammersmith_counting", "test", value=len(calls))
+
+    return Counting
+
+
 def samples(text: bytes) -> dict[str, float]:
     return {
         f"{s.name}{sorted(s.labels.items())}": s.value
@@ -45,15 +58,8 @@ def test_failing_collector_gives_partial_scrape_and_error_counter() -> None:
 
 def test_static_families_are_rendered_once_per_cycle() -> None:
     telemetry = Telemetry(["lab"])
-    calls = []
-
-    class Counting(Collector):
-        name = "counting"
-
-        def collect(self) -> Iterable[Metric]:
-            calls.append(1)
-            yield GaugeMetricFamily("hammersmith_counting", "test", value=len(calls))
-
+    calls: list[int] = []
+    Counting = counting(calls)
     exporter = Exporter(telemetry, {"counting": Counting}, prime=False)
     assert b"hammersmith_counting 1.0" in exporter.render()
     assert b"hammersmith_counting 1.0" in exporter.render()
@@ -85,15 +91,8 @@ def test_full_output_passes_promtool() -> None:
 
 def test_a_new_cycle_is_rendered_by_the_cycle_not_by_the_next_scrape() -> None:
     telemetry = Telemetry(["lab"])
-    calls = []
-
-    class Counting(Collector):
-        name = "counting"
-
-        def collect(self) -> Iterable[Metric]:
-            calls.append(1)
-            yield GaugeMetricFamily("hammersmith_counting", "test", value=len(calls))
-
+    calls: list[int] = []
+    Counting = counting(calls)
     exporter = Exporter(telemetry, {"counting": Counting})
     telemetry.record(snapshot(nodes=[node("n1")]), [], None)
     assert len(calls) == 1  # rendered by record(), in the cycle's thread

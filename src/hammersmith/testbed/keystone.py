@@ -202,21 +202,7 @@ class Keystone:
 
     def start(self, port: int, timeout: float = 60.0) -> int:
         env = {"OS_KEYSTONE_CONFIG_FILES": str(self.dir / "keystone.conf")}
-        argv = [
-            str(venv_dir() / "bin" / "gunicorn"),
-            "--no-control-socket",
-            "--chdir",
-            str(self.dir),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--timeout",
-            "60",
-            "ks_wsgi:application",
-        ]
+        argv = venvs.gunicorn(venv_dir(), self.dir, port, "ks_wsgi:application", threads=4, timeout=60)
         pid = process.start(argv, self.log, self.dir, env=env)
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as http:

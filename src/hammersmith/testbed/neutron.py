@@ -132,21 +132,7 @@ class Neutron:
     def start(self, port: int, timeout: float = 60.0) -> int:
         """One worker, one thread: Neutron on SQLite answers "database is locked" to concurrent writes."""
         env = {"OS_NEUTRON_CONFIG_DIR": str(self.dir), "OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"}
-        argv = [
-            str(venv_dir() / "bin" / "gunicorn"),
-            "--no-control-socket",
-            "--chdir",
-            str(self.dir),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--threads",
-            "1",
-            "--timeout",
-            "120",
-            "n_wsgi:application",
-        ]
+        argv = venvs.gunicorn(venv_dir(), self.dir, port, "n_wsgi:application", threads=1, timeout=120)
         pid = process.start(argv, self.log, self.dir, env={**env, "PATH": os.environ.get("PATH", "")})
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as http:

@@ -191,32 +191,13 @@ class Prometheus(_Server):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
-    def start(
-        self,
-        targets: list[str],
-        *,
-        scrape_interval: str = "1s",
-        rule_files: Sequence[Path] = (),
-        alertmanager: str | None = None,
-        job: str = "hammersmith",
-        metrics_path: str = "/metrics",
-        bearer_token: str | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        """Write prometheus.yml and start; ready in well under a second.
+    def start(self, targets: list[str], *, timeout: float = 30.0, **options: Any) -> None:
+        """Write prometheus.yml (`options` as for write_config) and start; ready in well under a second.
 
         The first scrape comes about 5 s after that: Prometheus 2.42 hands discovered targets (and
         Alertmanagers) over on a fixed 5 s tick, so wait_for() rather than query() right away.
         """
-        config = self.write_config(
-            targets,
-            scrape_interval=scrape_interval,
-            rule_files=rule_files,
-            alertmanager=alertmanager,
-            job=job,
-            metrics_path=metrics_path,
-            bearer_token=bearer_token,
-        )
+        config = self.write_config(targets, **options)
         prometheus = _require("prometheus")
         self._launch(
             lambda port: [

@@ -39,3 +39,23 @@ def ensure(name: str, version: str, *extra: str) -> Path:
                 )
     marker.touch()
     return venv
+
+
+def gunicorn(venv: Path, directory: Path, port: int, app: str, threads: int, timeout: int) -> list[str]:
+    """The command serving a WSGI service of the testbed: one worker on 127.0.0.1, nothing written outside
+    `directory` (gunicorn's control socket would go to ~/.gunicorn)."""
+    return [
+        str(venv / "bin" / "gunicorn"),
+        "--no-control-socket",
+        "--chdir",
+        str(directory),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--threads",
+        str(threads),
+        "--timeout",
+        str(timeout),
+        app,
+    ]
