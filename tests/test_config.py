@@ -177,3 +177,13 @@ def test_cli_exporter_refuses_a_bad_listen_address(tmp_path: Path) -> None:
     result = hammersmith("exporter", "--listen", "nonsense", cwd=tmp_path)
     assert result.returncode == 2
     assert "must be host:port" in result.stderr
+
+
+def test_webhook_token_is_never_echoed_and_alerts_name_real_hammers() -> None:
+    text = "http:\n  webhook_token: tooshort\n" + GOOD.replace(
+        "    cloud: chi-tacc\n", "    cloud: chi-tacc\n    alerts:\n      X: nope\n"
+    )
+    found = problems(text)
+    assert found[0] == "site.yaml:2: 'http.webhook_token': String should have at least 16 characters"
+    assert "tooshort" not in " ".join(found)
+    assert found[1].startswith("site.yaml:13: 'sites.tacc.alerts': Value error, unknown hammer(s) nope; known:")

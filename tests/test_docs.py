@@ -21,7 +21,7 @@ from hammersmith.errors import ConfigError
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
 #: mapping fields -> the placeholder the docs use for their keys
-PLACEHOLDERS = {"sites": "<name>", "hammers": "<hammer>"}
+PLACEHOLDERS = {"sites": "<name>", "hammers": "<hammer>", "alerts": "<alert>"}
 
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 VALIDATE = re.compile(r"^\$ hammersmith --config (?P<file>\S+) config validate$")

@@ -90,6 +90,24 @@ class Policy(_Strict):
         return self.hammers.get(hammer, "observe")
 
 
+class Probes(_Strict):
+    """Black-box checks as a user sees the site: token, catalog, one read per service, TLS expiry."""
+
+    interval_seconds: int = Field(60, ge=5, description="seconds between probe runs by the agent")
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+class Smoke(_Strict):
+    """Smoke scenarios the agent runs: a cheap set often, an expensive set (deploys a node) rarely."""
+
+    cheap_interval_seconds: int = Field(3600, ge=0, description="0: never scheduled (still runnable by hand)")
+    expensive_interval_seconds: int = Field(86400, ge=0, description="0: never scheduled")
+    resource_class: str | None = Field(None, description="the expensive set deploys an available node of this class")
+    image_source: str = Field("http://127.0.0.1/smoke.img", description="instance_info.image_source for the deploy")
+    timeout_seconds: float = Field(1800, gt=0, description="per scenario")
+    reports_dir: Path = Field(Path("smoke-reports"), description="CTRF and JUnit files; relative to state_dir")
+
+
 class Site(_Strict):
     """One OpenStack deployment, reached through one clouds.yaml entry."""
 
@@ -100,12 +118,35 @@ class Site(_Strict):
     policy: Policy = Field(default_factory=Policy)
     notify: list[str] = Field(default_factory=list, description="Apprise URLs (secrets: never logged)")
     sweep_interval_seconds: int = Field(300, ge=5)
+    alerts: dict[str, str] = Field(
+        default_factory=dict, description="Alertmanager alert name -> hammer it triggers for the alert's node"
+    )
+    probes: Probes = Field(default_factory=Probes)
+    smoke: Smoke = Field(default_factory=Smoke)
+
+    @field_validator("alerts")
+    @classmethod
+    def _alert_hammers(cls, alerts: dict[str, str]) -> dict[str, str]:
+        from hammersmith.react.hammers import load
+
+        known = load()
+        unknown = sorted({h for h in alerts.values() if h not in known})
+        if unknown:
+            raise ValueError(f"unknown hammer(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return alerts
 
 
 class Http(_Strict):
-    """The agent's own HTTP server (`hammersmith run`, `hammersmith exporter`): /metrics."""
+    """The agent's own HTTP server (`hammersmith run`, `hammersmith exporter`): /metrics, runbooks, webhook."""
 
     listen: str = Field("127.0.0.1:9184", description="host:port (port 0: any free port, logged at start)")
+    public_url: str | None = Field(
+        None, description="how Prometheus, Alertmanager and people reach the agent; default http://<listen>"
+    )
+    webhook_token: str | None = Field(
+        None, min_length=16, description="bearer token Alertmanager sends (secret); unset: the webhook refuses all"
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
 
     @field_validator("listen")
     @classmethod
@@ -114,6 +155,10 @@ class Http(_Strict):
         if not host or not port.isdigit() or int(port) > 65535:
             raise ValueError("must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)")
         return listen
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
 
     @property
     def host(self) -> str:
@@ -199,7 +244,7 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"missing required key '{loc}'"
     value = error.get("input")
-    secret = "notify" in error["loc"] or "store_url" in error["loc"]  # URLs that carry tokens or passwords
+    secret = {"notify", "store_url", "webhook_token"} & set(map(str, error["loc"]))  # tokens or passwords
     shown = "" if secret or isinstance(value, (dict, list)) else f" (got {value!r})"
     return f"'{loc}': {error['msg']}{shown}" if loc else f"{error['msg']}{shown}"
 
