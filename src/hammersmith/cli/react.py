@@ -14,6 +14,7 @@ from hammersmith.cli.quantify import ListenOpt, agent_logging, listen_on, opened
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.quantify.collect import observe
 from hammersmith.quantify.telemetry import Telemetry
+from hammersmith.react import incidents
 from hammersmith.react.sweep import Result, Sweeper
 
 OUTCOME_STYLE = {
@@ -77,7 +78,8 @@ def sweep(
 
 
 def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False) -> None:
-    """The agent: sweep one site every `sweep_interval_seconds`, acting by mode, and serve its /metrics.
+    """The agent: sweep one site every `sweep_interval_seconds`, acting by mode, and serve its /metrics
+    and the Alertmanager webhook (POST /api/v1/alertmanager: alerts -> incidents -> hammers).
 
     Stops cleanly on SIGTERM. A sweep that fails is logged and the next one retries.
     """
@@ -87,7 +89,11 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
     http = listen_on(settings, listen)
     stop = stop_on_signals()
     telemetry = Telemetry([name])
-    with opened(settings) as store, serving(http, telemetry):
+    with (
+        opened(settings) as store,
+        incidents.running(settings, name, store) as worker,
+        serving(http, telemetry, settings=settings, worker=worker),
+    ):
         sweeper = Sweeper(settings, name, store, observer=telemetry.observer(name))
 
         def sweep_once() -> Snapshot | None:

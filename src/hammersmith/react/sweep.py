@@ -3,22 +3,25 @@
 Read it top to bottom: reconcile what a crash left in flight -> snapshot -> detect -> plan ->
 static guards -> breaker -> per action: budget/escalate, rate, lock, re-fetch + re-check,
 intent, API call, result. Observe mode stops before the lock and records what it would do.
+An alert (act_on) enters the same path at "plan", from the live node instead of a snapshot.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from openstack.connection import Connection
+from openstack.exceptions import NotFoundException
 
 from hammersmith.cloud import snapshot as snapshot_mod
 from hammersmith.cloud.connection import RequestObserver, SiteConnection
 from hammersmith.config import Policy, Settings, Site
-from hammersmith.detect.checks import Finding
+from hammersmith.detect.checks import Finding, finding
 from hammersmith.react import hammers as registry
 from hammersmith.react import notify, safety
 from hammersmith.react.hammers import Action, Hammer
@@ -74,6 +77,8 @@ class Result:
     reconciled: int = 0
     deferred: dict[str, int] = field(default_factory=dict)
     snapshot: snapshot_mod.Snapshot | None = None
+    #: False for an alert's action: each incident links its own ledger row, even a repeated refusal
+    dedupe: bool = True
 
     def add(self, action: Action, outcome: Outcome, mode: str, reason: str = "", **extra: Any) -> None:
         self.actions.append(
@@ -192,15 +197,7 @@ class Sweeper:
                         self._record(result, action, "refused", str(exc), node)
                         continue
                     candidates.append((hammer, action, node))
-        acting, observing = [], []
-        for candidate in self._budget_and_rate(result, candidates, apply, now):
-            (acting if apply and self.policy.mode(candidate[0].name) == "apply" else observing).append(candidate)
-        if acting and not self._breaker_allows(result, acting, len(snap.nodes), now):
-            acting = []
-        for hammer, action, node in acting:
-            self._apply(result, hammer, action, node)
-        for _hammer, action, node in observing:
-            self._record(result, action, "observed", f"would {action.kind}: {action.why}", node, "observe")
+        self._act(result, candidates, apply, now, lambda: len(snap.nodes))
         notify.sweep_batch(self.store, self.site, self.site_name, result)
         self.store.record_sweep(
             site=self.site_name,
@@ -210,6 +207,66 @@ class Sweeper:
             summary=result.summary(),
         )
         return result
+
+    def act_on(self, hammer_name: str, node_ref: str, apply: bool = True) -> Result:
+        """One hammer on one node, because an alert said so: re-read the live node (and its ports),
+        ask the hammer whether it still matches, plan, then the sweep's own path (may_touch,
+        budget/escalate, rate, breaker, lock, re-check, ledger, API call). `result.skipped["alert"]`
+        says why nothing was planned; every planned action is in `result.actions` with its ledger row.
+        """
+        now = datetime.now(UTC)
+        result = Result(self.site_name, apply, now, dedupe=False)
+        hammer = registry.load().get(hammer_name)
+        if hammer is None:
+            result.skipped["alert"] = f"no hammer named {hammer_name!r}"
+            return result
+        if self.policy.mode(hammer_name) == "off":
+            result.skipped["alert"] = f"hammer {hammer_name} is off at site {self.site_name}"
+            return result
+        try:
+            node = safety.live_node(self.conn, node_ref)
+        except NotFoundException:
+            result.skipped["alert"] = f"node {node_ref!r} not found in Ironic"
+            return result
+        try:  # a hands-off node says why before "no longer matches" could hide it
+            safety.may_touch(hammer, node, self.policy, now)
+        except safety.Refused as exc:
+            result.skipped["alert"] = f"refused by the safety layer: {exc}"
+            return result
+        summary = hammer.matches(node, safety.live_ports(self.conn, node["uuid"]), self.policy, now)
+        if not summary:
+            result.skipped["alert"] = f"{hammer_name} no longer matches node {node.get('name') or node['uuid']}"
+            return result
+        found = finding(hammer_name, node, summary, node.get("last_error") or "", node.get("provision_updated_at"))
+        result.findings.append(found)
+        candidates = [(hammer, action, node) for action in hammer.plan(found, self.policy)]
+        if not candidates:
+            result.skipped["alert"] = f"{hammer_name} reports only: it plans no action ({summary})"
+        self._act(result, candidates, apply, now, self._fleet_size)
+        return result
+
+    def _fleet_size(self) -> int:
+        """Nodes at the site now, for the breaker's percentage when no snapshot is at hand."""
+        return sum(1 for _ in self.conn.baremetal.nodes(fields=["uuid"]))
+
+    def _act(
+        self,
+        result: Result,
+        candidates: list[tuple[Hammer, Action, dict[str, Any]]],
+        apply: bool,
+        now: datetime,
+        fleet: Callable[[], int],
+    ) -> None:
+        """The path every planned action takes, whatever triggered it: budget and rate, breaker, then act or observe."""
+        acting, observing = [], []
+        for candidate in self._budget_and_rate(result, candidates, apply, now):
+            (acting if apply and self.policy.mode(candidate[0].name) == "apply" else observing).append(candidate)
+        if acting and not self._breaker_allows(result, acting, fleet(), now):
+            acting = []
+        for hammer, action, node in acting:
+            self._apply(result, hammer, action, node)
+        for _hammer, action, node in observing:
+            self._record(result, action, "observed", f"would {action.kind}: {action.why}", node, "observe")
 
     def _budget_and_rate(
         self, result: Result, candidates: list[tuple[Hammer, Action, dict[str, Any]]], apply: bool, now: datetime
@@ -301,14 +358,16 @@ class Sweeper:
                     hammer.execute(self.conn, action)
                 except Exception as exc:  # an API error is a failed attempt, never a crash of the agent
                     self.store.finish_action(action_id, outcome="failed", error=safety.short_error(exc))
-                    result.add(action, "failed", "apply", safety.short_error(exc))
+                    result.add(action, "failed", "apply", safety.short_error(exc), action_id=action_id)
                     return
                 after_node = safety.live_node(self.conn, action.node_uuid)
                 if not recorded:  # the node was mid-transition before; an abort has usually settled it
                     safety.record_attempt(self.conn, after_node, hammer.name, self.policy, datetime.now(UTC))
                 after = fields(after_node)
                 self.store.finish_action(action_id, outcome="succeeded", after=after)
-                result.add(action, "succeeded", "apply", action.why, before=fields(live), after=after)
+                result.add(
+                    action, "succeeded", "apply", action.why, before=fields(live), after=after, action_id=action_id
+                )
         except safety.Refused as exc:
             self._record(result, action, "refused", str(exc), node, "apply")
 
@@ -322,10 +381,10 @@ class Sweeper:
         mode: str | None = None,
     ) -> None:
         mode = mode or ("apply" if result.apply and self.policy.mode(action.hammer) == "apply" else "observe")
-        result.add(action, outcome, mode, reason)
-        if outcome in ("refused", "observed") and self._repeats(action, outcome, reason, mode):
+        if result.dedupe and outcome in ("refused", "observed") and self._repeats(action, outcome, reason, mode):
+            result.add(action, outcome, mode, reason)
             return  # the ledger already says exactly this, for this node, as its latest word
-        self.store.record_action(
+        action_id = self.store.record_action(
             site=self.site_name,
             hammer=action.hammer,
             node_uuid=action.node_uuid,
@@ -339,6 +398,7 @@ class Sweeper:
             before=fields(node),
             agent=self.agent,
         )
+        result.add(action, outcome, mode, reason, action_id=action_id)
 
     def _repeats(self, action: Action, outcome: str, reason: str, mode: str) -> bool:
         """True when the node's latest row for this hammer is the same refusal or observation:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hammersmith.errors import StoreError
+from hammersmith.store.incidents import IncidentsMixin
 from hammersmith.store.ledger import LedgerMixin
 from hammersmith.store.models import ActionRow, BreakerRow, Snapshot, SnapshotRow, SweepRow
 
@@ -70,7 +71,7 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Store(LedgerMixin):
+class Store(LedgerMixin, IncidentsMixin):
     """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 
     def __init__(self, url: str, state_dir: Path | None = None) -> None:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Double, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Dialect, Double, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -244,3 +244,93 @@ class SweepRow:
     @classmethod
     def of(cls, row: Sweep) -> SweepRow:
         return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+class Incident(Base):
+    """One firing of one alert: Alertmanager's (fingerprint, startsAt) is unique, so re-deliveries add nothing."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("fingerprint", "starts_at", name="uq_incidents_fingerprint_starts_at"),
+        Index("ix_incidents_status_site", "status", "site"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    alertname: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON)
+    node: Mapped[str | None] = mapped_column(String(255))
+    hammer: Mapped[str | None] = mapped_column(String(64))
+    runbook_url: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    action_id: Mapped[int | None]
+
+
+class IncidentEvent(Base):
+    """One line of an incident's timeline: received, duplicate, resolved, action, no_action, error."""
+
+    __tablename__ = "incident_events"
+    __table_args__ = (Index("ix_incident_events_incident_id", "incident_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """An accepted POST, stored before it is answered; processed_at stays NULL until its alerts are handled."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_processed_at", "processed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True)
+class IncidentEventRow:
+    at: datetime
+    kind: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "kind": self.kind, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    """An incident as read back, with its timeline (oldest first)."""
+
+    id: int
+    site: str
+    alertname: str
+    fingerprint: str
+    starts_at: datetime
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    node: str | None
+    hammer: str | None
+    runbook_url: str | None
+    opened_at: datetime
+    resolved_at: datetime | None
+    action_id: int | None
+    events: tuple[IncidentEventRow, ...] = ()
+
+    @classmethod
+    def of(cls, row: Incident, events: list[IncidentEvent]) -> IncidentRow:
+        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name != "events"}
+        return cls(**values, events=tuple(IncidentEventRow(e.at, e.kind, e.detail) for e in events))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items() if k != "events"}
+        return {**out, "events": [e.to_dict() for e in self.events]}

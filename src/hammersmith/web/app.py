@@ -11,11 +11,17 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hammersmith import __version__
+from hammersmith.config import Settings
 from hammersmith.errors import HammersmithError
 from hammersmith.quantify.exporter import Exporter
+from hammersmith.react.incidents import IncidentWorker
+from hammersmith.web import webhook
 
 
-def create_app(exporter: Exporter) -> FastAPI:
+def create_app(
+    exporter: Exporter, *, settings: Settings | None = None, worker: IncidentWorker | None = None
+) -> FastAPI:
+    """/metrics and /healthz always; with settings and an incident worker (the agent), the Alertmanager webhook."""
     app = FastAPI(title="hammersmith agent", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/metrics")
@@ -28,6 +34,8 @@ def create_app(exporter: Exporter) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    if settings is not None and worker is not None:
+        app.include_router(webhook.router(settings.http, worker.processor.store, worker.submit))
     return app
 
 

@@ -1,0 +1,104 @@
+"""POST /api/v1/alertmanager: authenticate, bound, validate and store a delivery, answer, process later.
+
+Nothing here waits for OpenStack: the delivery is stored (so it survives a crash) and handed to the
+incident worker's queue. Answers: 200 stored; 401 no or wrong token (no detail, nothing to probe with);
+413 body over http.max_body_bytes (refused before it is all read); 422 malformed JSON or schema, naming
+the field; 503 the database would not store it (Alertmanager retries).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from hammersmith.config import Http
+from hammersmith.react.incidents import STATS, Payload
+from hammersmith.store import Store
+
+log = logging.getLogger("hammersmith.webhook")
+PATH = "/api/v1/alertmanager"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def authorized(header: str | None, token: str | None) -> bool:
+    """Bearer token, compared in constant time; no configured token refuses everyone."""
+    if not token or not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, or _TooLarge as soon as Content-Length or the bytes streamed so far pass `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def schema_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Each problem with its field path (e.g. alerts.0.startsAt); the offending input is not echoed back."""
+    return [
+        {"field": ".".join(str(p) for p in error["loc"]) or "(body)", "problem": error["msg"]}
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _answer(code: int, content: Any = None, headers: dict[str, str] | None = None) -> Response:
+    STATS.request(code)
+    if content is None:
+        return Response(status_code=code, headers=headers)
+    return JSONResponse(content, status_code=code, headers=headers)
+
+
+def router(http: Http, store: Store, submit: Callable[[int], None]) -> APIRouter:
+    """The webhook route, bound to the agent's store and its incident worker's queue."""
+    api = APIRouter()
+
+    @api.post(PATH)
+    async def alertmanager(request: Request) -> Response:
+        if not authorized(request.headers.get("authorization"), http.webhook_token):
+            return _answer(401, headers={"WWW-Authenticate": "Bearer"})
+        try:
+            raw = await read_bounded(request, http.max_body_bytes)
+        except _TooLarge:
+            return _answer(413, {"detail": f"body larger than {http.max_body_bytes} bytes (http.max_body_bytes)"})
+        try:
+            body = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return _answer(422, {"detail": f"malformed JSON: {exc}"})
+        try:
+            payload = Payload.model_validate(body)
+        except ValidationError as exc:
+            errors = schema_errors(exc)
+            return _answer(422, {"detail": "not an Alertmanager webhook payload (version 4)", "errors": errors})
+        try:
+            delivery = await run_in_threadpool(store.record_delivery, body)
+        except Exception:
+            log.exception("webhook delivery could not be stored")
+            return _answer(503, {"detail": "could not store the delivery; retry"})
+        submit(delivery)
+        return _answer(200, {"status": "accepted", "delivery": delivery, "alerts": len(payload.alerts)})
+
+    return api

@@ -1,0 +1,356 @@
+"""The Alertmanager webhook against a real Ironic: auth, limits, schema, incidents, and the hammer it triggers
+through the sweep's own safety layer and ledger (trigger "alertmanager"), exactly once per alert."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from hammersmith import config
+from hammersmith.config import Http, Settings
+from hammersmith.quantify.exporter import Exporter
+from hammersmith.quantify.telemetry import Telemetry
+from hammersmith.react.incidents import Alert, IncidentProcessor, IncidentWorker, Payload
+from hammersmith.store import Store, open_store
+from hammersmith.testbed import lifecycle
+from hammersmith.testbed.ironic import Ironic
+from hammersmith.web import webhook
+from hammersmith.web.app import Server, create_app
+from tests.conftest import Testbed
+from tests.react.conftest import break_nodes, wait_states, write_config
+
+TOKEN = "test-webhook-token-0123456789"
+LIMIT = 8192
+PUBLIC = "http://agent.example:9184"
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Agent:
+    client: TestClient
+    store: Store
+    worker: IncidentWorker
+    settings: Settings
+
+    def post(self, body: Any, token: str | None = TOKEN, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if isinstance(body, bytes):
+            return self.client.post(webhook.PATH, content=body, headers=headers, **kwargs)
+        return self.client.post(webhook.PATH, json=body, headers=headers, **kwargs)
+
+    def processed(self) -> None:
+        self.worker.queue.join()
+
+
+def agent_config(directory: Path) -> Path:
+    path = write_config(directory, {"error-resetter": "apply"})
+    raw = yaml.safe_load(path.read_text())
+    raw["http"].update(webhook_token=TOKEN, max_body_bytes=LIMIT, public_url=PUBLIC)
+    raw["sites"]["lab"]["alerts"] = {"IronicNodeError": "error-resetter", "IronicNodeDeployFailed": "error-resetter"}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    """The agent's app in-process: store, incident worker, webhook route (what `hammersmith run` serves)."""
+    settings_ = config.load(agent_config(tmp_path))
+    store = open_store(settings_.effective_store_url, settings_.state_dir)
+    worker = IncidentWorker(IncidentProcessor(settings_, "lab", store)).start()
+    try:
+        with TestClient(create_app(Exporter(Telemetry(["lab"])), settings=settings_, worker=worker)) as client:
+            yield Agent(client, store, worker, settings_)
+    finally:
+        worker.stop()
+        store.close()
+
+
+def alert(name: str, node: str | None = None, status: str = "firing", fingerprint: str = "", **extra: Any) -> dict:
+    labels = {"alertname": name, "severity": "critical", "site": "lab", **({"node": node} if node else {})}
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {"summary": f"{name} on {node}"},
+        "startsAt": T0.isoformat(),
+        "endsAt": (T0 + timedelta(minutes=5)).isoformat() if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": fingerprint or f"{abs(hash((name, node))):016x}"[:16],
+        **extra,
+    }
+
+
+def payload(*alerts: dict, status: str = "firing") -> dict:
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="x"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "hammersmith",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+    }
+
+
+def ledger(store: Store, node: str) -> list[Any]:
+    return [r for r in store.actions(site="lab", node=node) if r.trigger == "alertmanager"]
+
+
+def only_incident(store: Store, name: str) -> Any:
+    rows = [r for r in store.incidents() if r.alertname == name]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def fault_nodes(bed: Testbed, last_fault: str) -> list[str]:
+    faults = Ironic(lifecycle.testbed_dir(bed.workdir)).load_state().faults  # type: ignore[union-attr]
+    return sorted(n for n, steps in faults.items() if steps[-1] == last_fault)
+
+
+# -- refused before anything is stored -----------------------------------------------------------
+
+
+def test_missing_wrong_or_unset_token_is_401_without_detail(agent: Agent) -> None:
+    body = payload(alert("IronicNodeError", "node-001"))
+    for token in (None, "wrong-token-0123456789", TOKEN[:-1], TOKEN + "x"):
+        answer = agent.post(body, token=token)
+        assert (answer.status_code, answer.content) == (401, b""), token
+    basic = agent.client.post(webhook.PATH, json=body, headers={"Authorization": f"Basic {TOKEN}"})
+    assert (basic.status_code, basic.content) == (401, b"")
+    unset = FastAPI()
+    unset.include_router(webhook.router(Http(), agent.store, agent.worker.submit))
+    with TestClient(unset) as client:
+        answer = client.post(webhook.PATH, json=body, headers={"Authorization": "Bearer "})
+        assert (answer.status_code, answer.content) == (401, b"")
+    assert agent.store.unprocessed_deliveries() == [] and agent.store.incidents() == []
+
+
+def test_oversized_body_is_413_by_length_and_while_streaming(agent: Agent) -> None:
+    big = json.dumps(payload(*(alert("X", f"node-{i:03}") for i in range(60)))).encode()
+    assert len(big) > LIMIT
+    answer = agent.post(big)
+    assert answer.status_code == 413 and str(LIMIT) in answer.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        for start in range(0, len(big), 1000):
+            yield big[start : start + 1000]
+
+    streamed = agent.client.post(webhook.PATH, content=chunks(), headers={"Authorization": f"Bearer {TOKEN}"})
+    assert streamed.status_code == 413
+    assert agent.store.unprocessed_deliveries() == [] and agent.store.incidents() == []
+
+
+def test_malformed_json_and_schema_errors_are_422_naming_the_field(agent: Agent) -> None:
+    broken = agent.post(b'{"version": "4", "alerts": [')
+    assert broken.status_code == 422 and broken.json()["detail"].startswith("malformed JSON")
+    assert agent.post(b'{"version": NaN}').status_code == 422
+    assert agent.post(b"\xff\xfe\xfa").status_code == 422
+    assert agent.post(b"[" * 8000).status_code == 422  # nested deeper than the parser recurses
+
+    def fields(body: Any) -> set[str]:
+        answer = agent.post(body)
+        assert answer.status_code == 422, answer.text
+        return {e["field"] for e in answer.json()["errors"]}
+
+    no_start = alert("IronicNodeError", "node-001")
+    del no_start["startsAt"]
+    assert fields(payload(no_start)) == {"alerts.0.startsAt"}
+    assert fields({**payload(), "version": "3"}) == {"version"}
+    assert "alerts.0.labels" in fields(payload(alert("IronicNodeError", labels={"node": "node-1"})))
+    assert fields(payload(alert("X", startsAt="yesterday"))) == {"alerts.0.startsAt"}
+    assert fields(payload(alert("X", startsAt="2026-11-25T12:00:00"))) == {"alerts.0.startsAt"}  # no time zone
+    assert fields(payload(alert("X", status="pending"))) == {"alerts.0.status"}
+    assert fields([1, 2]) == {"(body)"}
+    assert agent.store.unprocessed_deliveries() == [] and agent.store.incidents() == []
+
+
+# -- incidents ------------------------------------------------------------------------------------
+
+
+def test_unknown_or_unmapped_alerts_are_stored_without_action(agent: Agent) -> None:
+    answer = agent.post(
+        payload(
+            alert("SomethingNobodyKnows", "node-001"),
+            alert("IronicNodeError", fingerprint="nonode0000000001"),  # mapped, but no node label
+            alert("OpenStackServiceDown", annotations={"runbook_url": "https://wiki/r/OpenStackServiceDown"}),
+        )
+    )
+    assert answer.status_code == 200 and answer.json()["alerts"] == 3
+    agent.processed()
+    unknown = only_incident(agent.store, "SomethingNobodyKnows")
+    assert unknown.hammer is None and unknown.status == "firing" and unknown.node == "node-001"
+    assert unknown.runbook_url == f"{PUBLIC}/runbooks/SomethingNobodyKnows"
+    assert [e.kind for e in unknown.events] == ["received", "no_action"]
+    assert "no hammer mapped" in unknown.events[1].detail
+    no_node = only_incident(agent.store, "IronicNodeError")
+    assert no_node.hammer == "error-resetter" and [e.kind for e in no_node.events] == ["received", "no_action"]
+    assert "no node label" in no_node.events[1].detail
+    assert only_incident(agent.store, "OpenStackServiceDown").runbook_url == "https://wiki/r/OpenStackServiceDown"
+    assert [r for r in agent.store.actions(site="lab") if r.trigger == "alertmanager"] == []
+    assert agent.store.unprocessed_deliveries() == []
+
+
+def test_firing_alert_fixes_the_node_through_the_ledger_and_resolved_closes_it(bed: Testbed, agent: Agent) -> None:
+    (node,) = break_nodes(bed, "error-teardown")
+    firing = alert("IronicNodeError", node)
+    assert agent.post(payload(firing)).status_code == 200
+    agent.processed()
+    incident = only_incident(agent.store, "IronicNodeError")
+    assert [e.kind for e in incident.events] == ["received", "action"], incident.events
+    (row,) = ledger(agent.store, node)
+    assert (row.hammer, row.kind, row.mode, row.outcome) == ("error-resetter", "undeploy", "apply", "succeeded")
+    assert incident.action_id == row.id and f"ledger #{row.id}" in incident.events[1].detail
+    assert row.before is not None and row.before["provision_state"] == "error"
+    wait_states(bed, [node], {"available"})
+
+    resolved = alert("IronicNodeError", node, status="resolved")
+    assert agent.post(payload(resolved, status="resolved")).status_code == 200
+    assert agent.post(payload(resolved, status="resolved")).status_code == 200  # re-sent: nothing more
+    agent.processed()
+    closed = agent.store.incident(incident.id)
+    assert closed is not None and closed.status == "resolved" and closed.resolved_at is not None
+    assert [e.kind for e in closed.events] == ["received", "action", "resolved", "duplicate"]
+    assert agent.store.incidents(open_only=True) == []
+    assert len(ledger(agent.store, node)) == 1
+
+
+def test_same_alert_from_three_threads_acts_once(bed: Testbed, agent: Agent) -> None:
+    (node,) = break_nodes(bed, "error-teardown")
+    same = Alert.model_validate(alert("IronicNodeError", node, fingerprint="threads000000001"))
+    barrier = threading.Barrier(3)
+
+    def deliver(_: int) -> dict[str, Any]:
+        barrier.wait()
+        return agent.worker.processor.handle(same)
+
+    with ThreadPoolExecutor(3) as pool:
+        events = sorted(r["event"] for r in pool.map(deliver, range(3)))
+    assert events == ["action", "duplicate", "duplicate"]
+    assert [r.outcome for r in ledger(agent.store, node)] == ["succeeded"]
+    wait_states(bed, [node], {"available"})
+
+
+def test_same_alert_posted_three_times_concurrently_acts_once(bed: Testbed, agent: Agent) -> None:
+    """Over a real HTTP server, as Alertmanager's HA peers would deliver it."""
+    (node,) = break_nodes(bed, "deploy-failed")
+    body = payload(alert("IronicNodeDeployFailed", node, fingerprint="http000000000001"))
+    server = Server(agent.client.app, "127.0.0.1", 0).start()  # type: ignore[arg-type]
+    try:
+        barrier = threading.Barrier(3)
+
+        def post(_: int) -> int:
+            barrier.wait()
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            return httpx.post(f"{server.url}{webhook.PATH}", json=body, headers=headers, timeout=10).status_code
+
+        with ThreadPoolExecutor(3) as pool:
+            assert list(pool.map(post, range(3))) == [200, 200, 200]
+    finally:
+        server.stop()
+    agent.processed()
+    incident = only_incident(agent.store, "IronicNodeDeployFailed")
+    assert sorted(e.kind for e in incident.events) == ["action", "duplicate", "duplicate", "received"]
+    assert [r.outcome for r in ledger(agent.store, node)] == ["succeeded"]
+    wait_states(bed, [node], {"available"})
+
+
+def test_hands_off_nodes_get_no_action_with_the_safety_layers_reason(bed: Testbed, agent: Agent) -> None:
+    user = fault_nodes(bed, "user-active")[0]
+    operator = fault_nodes(bed, "operator-maintenance")
+    before = {n: bed.node_raw(n)["provision_state"] for n in [user, *operator]}
+    alerts = [alert("IronicNodeError", n, fingerprint=f"handsoff{i:08}") for i, n in enumerate([user, *operator])]
+    assert agent.post(payload(*alerts)).status_code == 200
+    agent.processed()
+    details = {r.node: r.events[-1] for r in agent.store.incidents()}
+    assert {e.kind for e in details.values()} == {"no_action"}
+    assert details[user].detail.startswith("refused by the safety layer: user instance")
+    for n in operator:
+        assert details[n].detail.startswith("refused by the safety layer: operator maintenance")
+    assert {n: bed.node_raw(n)["provision_state"] for n in before} == before
+    assert all(ledger(agent.store, n) == [] for n in before)
+
+
+def test_a_delivery_left_unprocessed_is_processed_at_start(tmp_path: Path) -> None:
+    settings_ = config.load(agent_config(tmp_path))
+    store = open_store(settings_.effective_store_url, settings_.state_dir)
+    try:
+        left = store.record_delivery(payload(alert("SomethingNobodyKnows", "node-002")))
+        worker = IncidentWorker(IncidentProcessor(settings_, "lab", store)).start()
+        worker.queue.join()
+        worker.stop()
+        assert store.unprocessed_deliveries() == [] and left
+        assert [r.alertname for r in store.incidents()] == ["SomethingNobodyKnows"]
+    finally:
+        store.close()
+
+
+# -- fuzz ------------------------------------------------------------------------------------------
+
+text = st.text(max_size=20)
+labels = st.dictionaries(st.sampled_from(["severity", "site", "job", "x"]) | text, text, max_size=4)
+valid_alert = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(["firing", "resolved"]),
+        "labels": labels.map(lambda d: {**d, "alertname": "Fuzz" + "".join(c for c in d.get("x", "") if c.isalnum())}),
+        "annotations": st.dictionaries(text, text, max_size=3),
+        "startsAt": st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+        "endsAt": st.just("0001-01-01T00:00:00Z"),
+        "generatorURL": text,
+        "fingerprint": st.text("0123456789abcdef", min_size=1, max_size=16),
+    }
+)
+valid_payload = st.lists(valid_alert, max_size=4).map(lambda alerts: payload(*alerts))
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> Any:
+    """A valid payload with one field (top level or in an alert) replaced, removed or renamed."""
+    body = draw(valid_payload)
+    target = body
+    if body["alerts"] and draw(st.booleans()):
+        target = body["alerts"][draw(st.integers(0, len(body["alerts"]) - 1))]
+    key = draw(st.sampled_from(sorted(target)))
+    how = draw(st.sampled_from(["replace", "remove", "rename"]))
+    value = target.pop(key)
+    if how == "replace":
+        target[key] = draw(junk)
+    elif how == "rename":
+        target[key.upper()] = value
+    return body
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(valid_payload, mutated(), junk, st.binary(max_size=200)))
+def test_fuzz_random_payloads_never_500_and_valid_ones_are_accepted(agent: Agent, body: Any) -> None:
+    answer = agent.post(body)
+    assert answer.status_code in (200, 413, 422), answer.text
+    if isinstance(body, bytes):
+        return
+    try:
+        Payload.model_validate(body)
+    except ValidationError:
+        assert answer.status_code in (413, 422)
+    else:
+        assert answer.status_code == 200 or len(json.dumps(body)) > LIMIT

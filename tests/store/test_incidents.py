@@ -1,0 +1,132 @@
+"""Incidents on both backends: the unique (fingerprint, startsAt) decides the one opener under a race,
+resolving closes once, deliveries stay unprocessed until marked, timelines read back in order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from hammersmith.store import Store, open_store
+from hammersmith.store.models import Base
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _open(store: Store, fingerprint: str = "abc123", starts_at: datetime = T0, **extra: Any) -> tuple[int, bool]:
+    values: dict[str, Any] = {
+        "site": "lab",
+        "alertname": "IronicNodeError",
+        "fingerprint": fingerprint,
+        "starts_at": starts_at,
+        "status": "firing",
+        "labels": {"alertname": "IronicNodeError", "node": "node-1"},
+        "annotations": {"summary": "node-1 in error"},
+        "node": "node-1",
+        "hammer": "error-resetter",
+        "runbook_url": "http://agent/runbooks/IronicNodeError",
+        "detail": "firing IronicNodeError on node-1",
+        **extra,
+    }
+    return store.open_incident(**values)
+
+
+def test_0003_creates_the_incident_tables(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert {"incidents", "incident_events", "webhook_deliveries"} <= set(inspect(conn).get_table_names())
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_open_once_then_duplicate(store: Store) -> None:
+    first, opened = _open(store)
+    assert opened
+    again, opened_again = _open(store, starts_at=T0.astimezone(timezone(timedelta(hours=2))))  # same instant
+    assert (again, opened_again) == (first, False)
+    other, opened_other = _open(store, starts_at=T0 + timedelta(seconds=1))  # fired again later: new incident
+    assert opened_other and other != first
+    store.add_incident_event(first, "duplicate", "delivered again")
+    row = store.incident(first)
+    assert row is not None
+    assert [e.kind for e in row.events] == ["received", "duplicate"]
+    assert row.starts_at == T0 and row.status == "firing" and row.labels["node"] == "node-1"
+    with pytest.raises(ValueError, match="unknown incident event kind"):
+        store.add_incident_event(first, "bogus", "")
+
+
+def test_open_race_between_engines_has_one_opener(store_url: str) -> None:
+    """8 callers on 2 engines (as HA Alertmanager peers hitting two agents would be): one opener per alert."""
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        for fingerprint in ("f1", "f2", "f3"):
+            callers = [s for s in stores for _ in range(4)]
+            barrier = threading.Barrier(len(callers))
+
+            def attempt(s: Store, fp: str = fingerprint, gate: threading.Barrier = barrier) -> tuple[int, bool]:
+                gate.wait()
+                return _open(s, fingerprint=fp)
+
+            with ThreadPoolExecutor(len(callers)) as pool:
+                results = list(pool.map(attempt, callers))
+            assert [opened for _, opened in results].count(True) == 1, results
+            assert len({incident for incident, _ in results}) == 1
+            row = stores[0].incident(results[0][0])
+            assert row is not None and [e.kind for e in row.events] == ["received"]
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_resolve_closes_once(store: Store) -> None:
+    incident, _ = _open(store)
+    barrier = threading.Barrier(4)
+
+    def resolve(_: int) -> bool:
+        barrier.wait()
+        return store.resolve_incident(incident, "resolved at x", now=T0 + timedelta(minutes=5))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(resolve, range(4))).count(True) == 1
+    row = store.incident(incident)
+    assert row is not None and row.status == "resolved" and row.resolved_at == T0 + timedelta(minutes=5)
+    assert [e.kind for e in row.events] == ["received", "resolved"]
+    assert store.incidents(open_only=True) == []
+    assert [r.id for r in store.incidents(site="lab")] == [incident]
+    assert store.incidents(site="other") == []
+
+
+def test_open_counts_and_action_link(store: Store) -> None:
+    a, _ = _open(store, fingerprint="a")
+    _open(store, fingerprint="b", alertname="OpenStackServiceDown", site="east")
+    _open(store, fingerprint="c")
+    store.set_incident_action(a, 42)
+    assert store.incident(a).action_id == 42  # type: ignore[union-attr]
+    assert store.open_incident_counts() == {("lab", "IronicNodeError"): 2, ("east", "OpenStackServiceDown"): 1}
+    assert store.incident(10_000) is None
+
+
+def test_deliveries_stay_unprocessed_until_marked(store: Store) -> None:
+    body = {"version": "4", "alerts": [{"labels": {"alertname": "X", "note": "ünïcode"}}]}
+    first = store.record_delivery(body)
+    second = store.record_delivery({"version": "4", "alerts": []})
+    assert store.unprocessed_deliveries() == [first, second]
+    assert store.delivery(first) == body
+    store.mark_processed(first)
+    assert store.unprocessed_deliveries() == [second]
+    assert store.delivery(99_999) is None
