@@ -130,6 +130,8 @@ class IncompleteSnapshot(HammersmithError):
 
 def _register_subcommands() -> None:
     from hammersmith.cli import demo, quantify, react, testbed
+    from hammersmith.cli import lint as cli_lint
+    from hammersmith.cli import runbooks as cli_runbooks
 
     app.add_typer(testbed.app, name="testbed")
     app.command("demo")(demo.demo)
@@ -138,6 +140,8 @@ def _register_subcommands() -> None:
     app.command("exporter")(quantify.exporter)
     app.command("ledger")(react.ledger)
     app.add_typer(react.breaker_app, name="breaker")
+    app.add_typer(cli_runbooks.app, name="runbook")
+    app.command("lint")(cli_lint.lint)
 
 
 _register_subcommands()

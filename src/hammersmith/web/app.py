@@ -15,7 +15,7 @@ from hammersmith.config import Settings
 from hammersmith.errors import HammersmithError
 from hammersmith.quantify.exporter import Exporter
 from hammersmith.react.incidents import IncidentWorker
-from hammersmith.web import webhook
+from hammersmith.web import runbooks, webhook
 
 
 def create_app(
@@ -34,6 +34,7 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(runbooks.router)
     if settings is not None and worker is not None:
         app.include_router(webhook.router(settings.http, worker.processor.store, worker.submit))
     return app
