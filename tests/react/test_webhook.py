@@ -4,7 +4,11 @@ through the sweep's own safety layer and ledger (trigger "alertmanager"), exactl
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from hammersmith.testbed import lifecycle
 from hammersmith.testbed.ironic import Ironic
 from hammersmith.web import webhook
 from hammersmith.web.app import Server, create_app
-from tests.conftest import Testbed
+from tests.conftest import Testbed, hammersmith
 from tests.react.conftest import break_nodes, wait_states, write_config
 
 TOKEN = "test-webhook-token-0123456789"
@@ -230,6 +234,17 @@ def test_firing_alert_fixes_the_node_through_the_ledger_and_resolved_closes_it(b
     assert agent.store.incidents(open_only=True) == []
     assert len(ledger(agent.store, node)) == 1
 
+    cli = ("--config", str(agent.settings.state_dir / "hammersmith.yaml"), "incidents")
+    listed = json.loads(hammersmith(*cli, "--json", cwd=agent.settings.state_dir).stdout)
+    assert [(i["id"], i["status"], i["action_id"]) for i in listed] == [(incident.id, "resolved", row.id)]
+    assert hammersmith(*cli, "--open", "--json", cwd=agent.settings.state_dir).stdout.strip() == "[]"
+    table = hammersmith(*cli, cwd=agent.settings.state_dir).stdout
+    assert "received -> action -> resolved (+1 duplicate)" in table and f"{PUBLIC}/runbooks/IronicNodeError" in table
+    shown = hammersmith(*cli, "show", str(incident.id), cwd=agent.settings.state_dir)
+    assert shown.returncode == 0 and f"ledger row #{row.id}" in shown.stdout and "duplicate" in shown.stdout
+    missing = hammersmith(*cli, "show", "99999", cwd=agent.settings.state_dir)
+    assert missing.returncode != 0 and "no incident 99999" in missing.stderr
+
 
 def test_same_alert_from_three_threads_acts_once(bed: Testbed, agent: Agent) -> None:
     (node,) = break_nodes(bed, "error-teardown")
@@ -285,6 +300,53 @@ def test_hands_off_nodes_get_no_action_with_the_safety_layers_reason(bed: Testbe
         assert details[n].detail.startswith("refused by the safety layer: operator maintenance")
     assert {n: bed.node_raw(n)["provision_state"] for n in before} == before
     assert all(ledger(agent.store, n) == [] for n in before)
+
+
+def test_the_agent_process_serves_the_webhook(bed: Testbed, tmp_path: Path) -> None:
+    """`hammersmith run`: the webhook answers while the agent sweeps, and the incident worker acts."""
+    (node,) = break_nodes(bed, "error-teardown")
+    path = agent_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["sites"]["lab"]["policy"]["hammers"]["error-resetter"] = "observe"  # the sweep must not fix it first
+    path.write_text(yaml.safe_dump(raw))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hammersmith", "--config", str(path), "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        url = ""
+        deadline = time.monotonic() + 60
+        while not url and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if "serving metrics on " in line:
+                url = line.split("serving metrics on ")[1].strip().removesuffix("/metrics")
+        assert url, "the agent never said where it serves"
+        body = payload(alert("IronicNodeError", node, fingerprint="process000000001"))
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        assert httpx.post(f"{url}{webhook.PATH}", json=body, headers=headers, timeout=10).status_code == 200
+        assert httpx.post(f"{url}{webhook.PATH}", json=body, timeout=10).status_code == 401
+        cli = ("--config", str(path), "incidents", "--json")
+        events: list[str] = []
+        while time.monotonic() < deadline and len(events) < 2:
+            listed = json.loads(hammersmith(*cli, cwd=tmp_path).stdout)
+            events = [e["kind"] for e in listed[0]["events"]] if listed else []
+            time.sleep(0.5)
+        assert events == ["received", "action"]  # observe mode: the ledger says what it would do
+        assert 'hammersmith_webhook_requests_total{code="200"} 1.0' in httpx.get(f"{url}/metrics").text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    store = open_store(config.load(path).effective_store_url)
+    try:
+        assert [(r.mode, r.outcome) for r in ledger(store, node)] == [("observe", "observed")]
+    finally:
+        store.close()
+    assert bed.node_raw(node)["provision_state"] == "error"  # observed, not touched
 
 
 def test_a_delivery_left_unprocessed_is_processed_at_start(tmp_path: Path) -> None:

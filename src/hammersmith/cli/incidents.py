@@ -1,0 +1,112 @@
+"""`hammersmith incidents [show ID]`: what Alertmanager told the agent, and what it did about each alert."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hammersmith import config as config_mod
+from hammersmith.cli import OPTIONS, JsonOpt, console, emit_json
+from hammersmith.cli.quantify import opened
+from hammersmith.errors import HammersmithError
+from hammersmith.store.models import IncidentRow
+
+app = typer.Typer(help="Incidents from the Alertmanager webhook, with their timelines.")
+
+KIND_STYLE = {
+    "received": "cyan",
+    "duplicate": "dim",
+    "resolved": "green",
+    "action": "bold green",
+    "no_action": "yellow",
+    "error": "bold red",
+}
+
+
+def timeline_summary(row: IncidentRow) -> str:
+    """received -> action -> resolved (duplicates counted, not repeated), then the deciding event's words."""
+    kinds: list[str] = []
+    duplicates = 0
+    for event in row.events:
+        if event.kind == "duplicate":
+            duplicates += 1
+        else:
+            kinds.append(f"[{KIND_STYLE.get(event.kind, '')}]{event.kind}[/]")
+    decided = next((e.detail for e in row.events if e.kind in ("action", "no_action", "error")), "")
+    text = " -> ".join(kinds) + (f" (+{duplicates} duplicate{'s' if duplicates > 1 else ''})" if duplicates else "")
+    return f"{text}: {decided}" if decided else text
+
+
+@app.callback(invoke_without_command=True)
+def incidents(
+    ctx: typer.Context,
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents still firing.")] = False,
+    site: Annotated[str | None, typer.Option("--site", help="Only this site (default: every site).")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Incidents, newest first: alert, node, status, what the hammer did, and the runbook."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = config_mod.load(OPTIONS.config)
+    with opened(settings) as store:
+        rows = store.incidents(open_only=open_only, site=site, limit=limit)
+    if as_json:
+        emit_json([r.to_dict() for r in rows])
+        return
+    table = Table(title=f"{len(rows)} {'open ' if open_only else ''}incident(s)")
+    for column in ("id", "opened (UTC)", "site", "alert", "node", "status", "hammer"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("timeline", overflow="fold", ratio=2)
+    table.add_column("runbook", overflow="fold", ratio=1)
+    for r in rows:
+        status = "[bold red]firing[/]" if r.status == "firing" else "[green]resolved[/]"
+        table.add_row(
+            str(r.id),
+            r.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.site,
+            r.alertname,
+            r.node or "-",
+            status,
+            r.hammer or "-",
+            timeline_summary(r),
+            r.runbook_url or "-",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    incident_id: Annotated[int, typer.Argument(help="Incident id (see `hammersmith incidents`).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One incident: its alert's labels and annotations, runbook, ledger row, and full timeline."""
+    settings = config_mod.load(OPTIONS.config)
+    with opened(settings) as store:
+        row = store.incident(incident_id)
+    if row is None:
+        raise HammersmithError(f"no incident {incident_id}", hint="list them with: hammersmith incidents")
+    if as_json:
+        emit_json(row.to_dict())
+        return
+    status = "[bold red]firing[/]" if row.status == "firing" else f"[green]resolved[/] at {row.resolved_at}"
+    console.print(f"[bold]Incident {row.id}[/]: {row.alertname} at site {row.site} -- {status}")
+    console.print(f"fingerprint {row.fingerprint}, started {row.starts_at.isoformat()}, node {row.node or '-'}")
+    ledger = f", ledger row #{row.action_id}" if row.action_id else ""
+    console.print(f"hammer: {row.hammer or '(none mapped)'}{ledger}")
+    if row.action_id:
+        console.print(f"  see: hammersmith ledger --site {row.site} --node {row.node}")
+    console.print(f"runbook: {row.runbook_url or '-'}")
+    for key, value in sorted(row.annotations.items()):
+        console.print(f"{key}: {value}", highlight=False)
+    console.print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(row.labels.items())), highlight=False)
+    table = Table(title="Timeline")
+    for column in ("at (UTC)", "event"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for event in row.events:
+        style = KIND_STYLE.get(event.kind, "")
+        table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), f"[{style}]{event.kind}[/]", event.detail)
+    console.print(table)
