@@ -205,7 +205,6 @@ def test_lint_cli_lists_problems_as_file_line_message(
     } in as_json["problems"]
 
 
-@pytest.mark.xfail(strict=False, reason="the other alerts' runbooks (a parallel change) are not all in yet")
 def test_lint_passes_on_the_repository() -> None:
     run = hammersmith("lint", cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -25,8 +25,11 @@ def list_(as_json: JsonOpt = False) -> None:
         emit_json([r.to_dict() for r in ordered])
         return
     table = Table(title=f"{len(ordered)} runbooks", title_justify="left")
-    for column in ("name", "title", "severity", "alerts", "hammers"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    table.add_column("title")
+    table.add_column("severity", no_wrap=True)
+    table.add_column("alerts")
+    table.add_column("hammers")
     table.add_column("manual minutes", justify="right")
     for r in ordered:
         table.add_row(

@@ -205,8 +205,9 @@ def check_name(name: str) -> str:
 
 def get(name: str, directory: Path = RUNBOOKS) -> Runbook:
     """One runbook by its plain name; a path, a dot-file or an unknown name is an error."""
+    check_name(name)
     runbooks = catalogue(directory)
-    if check_name(name) not in runbooks:
+    if name not in runbooks:
         raise RunbookError(f"no runbook named {name!r}", hint="`hammersmith runbook list` shows every runbook")
     return runbooks[name]
 
@@ -231,8 +232,9 @@ def body_html(runbook: Runbook) -> str:
     return md.renderer.render(tokens, md.options, {})
 
 
+@lru_cache(maxsize=1)
 def _templates() -> Any:
-    import jinja2
+    import jinja2  # only the agent's pages need it, not every CLI start
 
     return jinja2.Environment(
         loader=jinja2.PackageLoader("hammersmith.web", "templates"),
