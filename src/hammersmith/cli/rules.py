@@ -1,0 +1,86 @@
+"""`hammersmith rules export`: the shipped alert rules, with links that reach this site's agent.
+
+The rule files ship with `runbook_url`s (and the Alertmanager example with a webhook URL) on the
+default agent address, so they pass promtool as they are; an operator loads the exported copy,
+whose every link points at `http.public_url`, where the agent serves the runbooks and the webhook.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+
+from hammersmith import config as config_mod
+from hammersmith.cli import OPTIONS, JsonOpt, console, emit_json
+from hammersmith.errors import ConfigError
+
+#: where the shipped files live (package data; the repository's top-level `rules` links here)
+RULES_DIR = Path(__file__).resolve().parents[1] / "detect" / "rules"
+#: the base the shipped files are written with: the agent's default http.listen
+DEFAULT_BASE = "http://127.0.0.1:9184"
+
+app = typer.Typer(no_args_is_help=True, help="Prometheus alert rules and the Alertmanager example.")
+
+
+def shipped() -> list[Path]:
+    """The rule files, the Alertmanager example and the promtool tests, relative to RULES_DIR."""
+    return sorted(p.relative_to(RULES_DIR) for p in RULES_DIR.rglob("*.yml"))
+
+
+def rebase(text: str, base_url: str) -> str:
+    """`text` with every link on the default agent address moved to `base_url`."""
+    return text.replace(DEFAULT_BASE + "/", base_url.rstrip("/") + "/")
+
+
+def _check_base(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise typer.BadParameter(f"{base_url!r} is not an http(s) URL like https://ops.example.org:9184")
+    return base_url.rstrip("/")
+
+
+def _configured_base() -> str:
+    """http.public_url (else http://<listen>) of the config; exporting needs no site reachable."""
+    try:
+        return config_mod.load(OPTIONS.config).http.base_url
+    except ConfigError as exc:
+        exc.hint = "or pass --base-url with the URL Prometheus and people reach the agent at"
+        raise
+
+
+def export(
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="Base of runbook and webhook URLs (default: the config's http.public_url)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory to write into (created if missing).")] = Path(
+        "hammersmith-rules"
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the alert rules, their promtool tests and the Alertmanager example, linked to your agent."""
+    base = _check_base(base_url or _configured_base())
+    if RULES_DIR in (out.resolve(), *out.resolve().parents):
+        raise typer.BadParameter("--out is inside the shipped rules directory; pick another", param_hint="--out")
+    written = []
+    for relative in shipped():
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(rebase((RULES_DIR / relative).read_text(), base))
+        written.append(str(target))
+    if as_json:
+        emit_json({"base_url": base, "files": written})
+        return
+    for path in written:
+        console.print(path, highlight=False)
+    console.print(
+        f"[green]{len(written)} files[/] with links to {base}; check them with "
+        f"`promtool check rules {out}/*.rules.yml` and `promtool test rules {out}/tests/*.yml`",
+        highlight=False,
+    )
+
+
+app.command("export")(export)
