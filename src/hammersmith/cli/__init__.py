@@ -130,6 +130,7 @@ class IncompleteSnapshot(HammersmithError):
 
 def _register_subcommands() -> None:
     from hammersmith.cli import demo, quantify, react, rules, testbed
+    from hammersmith.cli import detect as cli_detect
     from hammersmith.cli import incidents as cli_incidents
     from hammersmith.cli import lint as cli_lint
     from hammersmith.cli import runbooks as cli_runbooks
@@ -141,6 +142,8 @@ def _register_subcommands() -> None:
     app.command("exporter")(quantify.exporter)
     app.command("ledger")(react.ledger)
     app.add_typer(react.breaker_app, name="breaker")
+    app.command("probe")(cli_detect.probe)
+    app.add_typer(cli_detect.smoke_app, name="smoke")
     app.add_typer(rules.app, name="rules")
     app.add_typer(cli_incidents.app, name="incidents")
     app.add_typer(cli_runbooks.app, name="runbook")

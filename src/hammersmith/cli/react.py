@@ -10,6 +10,7 @@ from rich.table import Table
 
 from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json
+from hammersmith.cli import detect as cli_detect
 from hammersmith.cli.quantify import ListenOpt, agent_logging, listen_on, opened, serving, stop_on_signals
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.quantify.collect import observe
@@ -101,11 +102,14 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
             emit_json(result.summary()) if as_json else render_result(result)
             return result.snapshot
 
+        # probes and smoke sets on their own intervals, each in its own thread: a deploy never delays a sweep
+        detectors = cli_detect.schedule(settings, name, telemetry, stop)
         try:
             while not stop.is_set():
                 observe(telemetry, store, name, site_cfg.policy, sweep_once)
                 stop.wait(site_cfg.sweep_interval_seconds)
         finally:
+            cli_detect.finish(detectors, stop, site_cfg.smoke.timeout_seconds)
             sweeper.close()
     console.print(f"agent for site {name!r} stopped")
 

@@ -20,6 +20,8 @@ from prometheus_client import Histogram, disable_created_metrics
 from hammersmith.cloud.connection import RequestObserver
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.detect.checks import Finding
+from hammersmith.detect.probes import ProbeResult
+from hammersmith.detect.smoke import ScenarioResult, SmokeRun
 from hammersmith.store import Store
 
 # `_created` series double every counter's output for a value Prometheus can infer from resets
@@ -68,6 +70,10 @@ class SiteView:
     launch_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: what was already failed in the previous snapshot, so only arrivals count (None until the first one)
     failed_before: frozenset[tuple[str, str]] | None = None
+    #: probe name -> its latest result (probes run on their own schedule, not the cycle's)
+    probes: dict[str, ProbeResult] = field(default_factory=dict)
+    #: (set, scenario) -> its latest result
+    smoke: dict[tuple[str, str], ScenarioResult] = field(default_factory=dict)
 
 
 def project_of(item: dict[str, Any], service: str) -> str:
@@ -179,6 +185,23 @@ class Telemetry:
                 login_ok=False if login_failed else view.login_ok,
                 ledger=ledger or view.ledger,
             )
+            self.generation += 1
+        self._notify()
+
+    def record_probes(self, site: str, results: list[ProbeResult]) -> None:
+        """A probe run finished: its results replace those of the same probes."""
+        with self._lock:
+            view = self._views[site]
+            self._views[site] = replace(view, probes={**view.probes, **{r.probe: r for r in results}})
+            self.generation += 1
+        self._notify()
+
+    def record_smoke(self, site: str, run: SmokeRun) -> None:
+        """A smoke run finished: its scenarios' results replace those of the same set and scenario."""
+        with self._lock:
+            view = self._views[site]
+            latest = {(run.set, r.scenario): r for r in run.results}
+            self._views[site] = replace(view, smoke={**view.smoke, **latest})
             self.generation += 1
         self._notify()
 

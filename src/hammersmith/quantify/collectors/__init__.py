@@ -15,7 +15,20 @@ from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.plugins import load_plugins
 from hammersmith.quantify.telemetry import SiteView, Telemetry
 
-BUILTIN = ("ironic", "nova", "neutron", "placement", "blazar", "freshness", "api", "launches", "hammers", "incidents")
+BUILTIN = (
+    "ironic",
+    "nova",
+    "neutron",
+    "placement",
+    "blazar",
+    "freshness",
+    "api",
+    "launches",
+    "hammers",
+    "incidents",
+    "probes",
+    "smoke",
+)
 
 
 class Collector:
