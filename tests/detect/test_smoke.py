@@ -216,3 +216,73 @@ def test_a_timeout_mid_deploy_still_brings_the_node_back(
     check_ctrf(Path(run.reports["ctrf"]), run)
     suite = check_junit(Path(run.reports["junit"]), run)
     assert suite.get("failures") == "1"
+
+
+def test_the_agent_schedules_probes_and_smoke_in_threads_of_their_own(
+    keystone_testbed: Testbed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Probes every 5 s and the cheap set every second reach the telemetry (hence /metrics) while a slow
+    schedule is busy; an interval of 0 (the expensive set here) is never scheduled."""
+    import threading
+    import time
+
+    from hammersmith.cli import detect as cli_detect
+
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(keystone_testbed.workdir / "clouds.yaml"))
+    settings = config.load(keystone_testbed.workdir / "hammersmith.yaml")
+    name, site = settings.site(None)
+    site = site.model_copy(
+        update={
+            "probes": site.probes.model_copy(update={"interval_seconds": 5}),
+            "smoke": site.smoke.model_copy(
+                update={"cheap_interval_seconds": 1, "expensive_interval_seconds": 0, "reports_dir": tmp_path}
+            ),
+        }
+    )
+    settings = settings.model_copy(update={"sites": {name: site}})
+    telemetry = Telemetry([name])
+    stop = threading.Event()
+    slow_started = threading.Event()
+    slow = cli_detect.every(stop, 3600, "slow", lambda: (slow_started.set(), stop.wait(60)))  # a long deploy
+    threads = cli_detect.schedule(settings, name, telemetry, stop)
+    try:
+        assert sorted(t.name for t in threads) == [f"probes-{name}", f"smoke-cheap-{name}"]
+        assert slow_started.wait(5)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if telemetry.views()[name].probes and len(list(tmp_path.glob("smoke-*-cheap-*.ctrf.json"))) >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        cli_detect.finish([*threads, *([slow] if slow else [])], stop, 30)
+    view = telemetry.views()[name]
+    assert {p: r.status for p, r in view.probes.items()} == {
+        "token": "passed",
+        "catalog": "passed",
+        "reads": "passed",
+        "tls": "skipped",
+    }
+    assert {key: r.status for key, r in view.smoke.items()} == {
+        ("cheap", "token-issue"): "passed",
+        ("cheap", "list-nodes"): "passed",
+        ("cheap", "network-port"): "passed",
+    }
+    assert len(list(tmp_path.glob("smoke-*-cheap-*.ctrf.json"))) >= 2  # the cheap set ran again, on its interval
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_on_the_noauth_tier_what_does_not_apply_is_skipped(
+    testbed: Testbed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    name, site = site_of(testbed, monkeypatch)
+    run = smoke.run_and_report(name, site, "cheap", tmp_path)
+    assert [(r.scenario, r.status, r.message) for r in run.results] == [
+        ("token-issue", "skipped", "auth_type none: the site issues no tokens"),
+        ("list-nodes", "passed", None),
+        ("network-port", "skipped", "the catalog has no network (Neutron) service"),
+    ]
+    report = check_ctrf(Path(run.reports["ctrf"]), run)
+    assert report["results"]["summary"]["skipped"] == 2
+    suite = check_junit(Path(run.reports["junit"]), run)
+    assert suite.get("skipped") == "2" and suite.get("failures") == "0"
+    assert metrics(name, run)["hammersmith_smoke_success"] == {"list-nodes": 1.0}  # skipped: no series
