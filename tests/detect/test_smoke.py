@@ -139,6 +139,49 @@ def test_a_failing_scenario_is_reported_failed_and_cleans_up(
 
 
 @pytest.fixture
+def project_networks(keystone_testbed: Testbed) -> Iterator[None]:
+    """The testbed's Neutron with VLAN project networks (its ML2 has none), restarted, and restored after."""
+    ml2 = lifecycle.testbed_dir(keystone_testbed.workdir) / "neutron" / "ml2_conf.ini"
+    original = ml2.read_text()
+    enabled = original.replace("type_drivers = flat\n", "type_drivers = flat,vlan\n").replace(
+        "tenant_network_types =\n", "tenant_network_types = vlan\n"
+    )
+    assert enabled != original
+    ml2.write_text(enabled + "\n[ml2_type_vlan]\nnetwork_vlan_ranges = physnet1:1000:1099\n")
+    lifecycle.stop_service(keystone_testbed.workdir, "neutron")
+    lifecycle.start_service(keystone_testbed.workdir, "neutron")
+    try:
+        yield
+    finally:
+        ml2.write_text(original)
+        lifecycle.stop_service(keystone_testbed.workdir, "neutron")
+        lifecycle.start_service(keystone_testbed.workdir, "neutron")
+
+
+def test_network_port_with_project_networks_creates_both_and_always_deletes_both(
+    keystone_testbed: Testbed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, project_networks: None
+) -> None:
+    name, site = site_of(keystone_testbed, monkeypatch)
+    run = smoke.run(name, site, "cheap", only=["network-port"])
+    (result,) = run.results
+    assert result.status == "passed" and result.message is None  # its own network, no fallback
+    assert leftovers(keystone_testbed) == []
+
+    policy = lifecycle.testbed_dir(keystone_testbed.workdir) / "neutron" / "policy.yaml"
+    original = policy.read_text()
+    policy.write_text(original + '\n"create_port": "!"\n')
+    try:
+        run = smoke.run_and_report(name, site, "cheap", tmp_path, only=["network-port"])
+    finally:
+        policy.write_text(original)
+    (result,) = run.results
+    assert result.status == "failed" and result.message and "create_port is disallowed" in result.message
+    assert leftovers(keystone_testbed) == []  # the network created before the port failed is gone
+    check_ctrf(Path(run.reports["ctrf"]), run)
+    check_junit(Path(run.reports["junit"]), run)
+
+
+@pytest.fixture
 def decoys(keystone_testbed: Testbed) -> Iterator[tuple[str, list[str]]]:
     """(resource class, its healthy available nodes by name); the first is put in maintenance, the second gets
     a user's instance, the third a lessee -- all restored afterwards."""
