@@ -47,6 +47,9 @@ class Server:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # inherited by accepted connections: uvicorn writes headers and body apart, and with Nagle the body
+        # waited for the client's delayed ACK (40 ms per POST answer or thread-pool endpoint; measured 44 -> 0.3 ms)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.sock.bind((host, port))
         except OSError as exc:

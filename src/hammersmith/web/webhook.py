@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,13 @@ def _answer(code: int, content: Any = None, headers: dict[str, str] | None = Non
 def router(http: Http, store: Store, submit: Callable[[int], None]) -> APIRouter:
     """The webhook route, bound to the agent's store and its incident worker's queue."""
     api = APIRouter()
+    # one insert at a time: SQLite has one writer, and its busy handler makes waiting writers sleep
+    # (1, 2, 5, 10 ... ms), which a Python lock does not
+    one_writer = threading.Lock()
+
+    def record(body: Any) -> int:
+        with one_writer:
+            return store.record_delivery(body)
 
     @api.post(PATH)
     async def alertmanager(request: Request) -> Response:
@@ -94,7 +102,7 @@ def router(http: Http, store: Store, submit: Callable[[int], None]) -> APIRouter
             errors = schema_errors(exc)
             return _answer(422, {"detail": "not an Alertmanager webhook payload (version 4)", "errors": errors})
         try:
-            delivery = await run_in_threadpool(store.record_delivery, body)
+            delivery = await run_in_threadpool(record, body)
         except Exception:
             log.exception("webhook delivery could not be stored")
             return _answer(503, {"detail": "could not store the delivery; retry"})
