@@ -175,12 +175,10 @@ def run_scenario(sc: Scenario, ctx: SmokeContext) -> ScenarioResult:
     return ScenarioResult(sc.name, "passed", time.perf_counter() - started, "; ".join(ctx.notes) or None, wall)
 
 
-def run(
-    name: str, site: Site, smoke_set: SmokeSet, only: list[str] | None = None, run_id: str | None = None
-) -> SmokeRun:
+def run(name: str, site: Site, smoke_set: SmokeSet, only: list[str] | None = None) -> SmokeRun:
     """Run a set's scenarios one after the other, each with its own deadline (`smoke.timeout_seconds`)."""
     wanted = [s for s in load().values() if s.set == smoke_set and (only is None or s.name in only)]
-    run_id = run_id or new_run_id()
+    run_id = new_run_id()
     started_at = datetime.now(UTC)
     connection = SiteConnection(name, site)
     results = []

@@ -218,7 +218,7 @@ def reserve(blazar: ks_adapter.Adapter, ctx: SmokeContext, node_uuid: str) -> st
                 "resource_type": "physical:host",
                 "min": 1,
                 "max": 1,
-                "hypervisor_properties": json.dumps(["==", "$hypervisor_hostname", node_uuid]),
+                "hypervisor_properties": json.dumps(["=", "$hypervisor_hostname", node_uuid]),
                 "resource_properties": "",
             }
         ],
