@@ -350,15 +350,37 @@ def test_the_agent_process_serves_the_webhook(bed: Testbed, tmp_path: Path) -> N
 
 
 def test_a_delivery_left_unprocessed_is_processed_at_start(tmp_path: Path) -> None:
+    """A stopped agent's backlog: stored deliveries are processed at the next start, and an incident it
+    opened but never decided on (stopped between the two) is decided then, once."""
     settings_ = config.load(agent_config(tmp_path))
     store = open_store(settings_.effective_store_url, settings_.state_dir)
     try:
-        left = store.record_delivery(payload(alert("SomethingNobodyKnows", "node-002")))
+        unknown = alert("SomethingNobodyKnows", "node-002")
+        interrupted = alert("IronicNodeError", fingerprint="interrupted00001")  # mapped; no node label
+        incident, _ = store.open_incident(
+            site="lab",
+            alertname="IronicNodeError",
+            fingerprint="interrupted00001",
+            starts_at=T0,
+            status="firing",
+            labels=interrupted["labels"],
+            annotations={},
+            node=None,
+            hammer="error-resetter",
+            runbook_url=None,
+            detail="opened by the agent that stopped",
+        )
+        left = [store.record_delivery(payload(unknown)), store.record_delivery(payload(interrupted))]
+        left.append(store.record_delivery(payload(interrupted)))  # its re-delivery, also left over
         worker = IncidentWorker(IncidentProcessor(settings_, "lab", store)).start()
         worker.queue.join()
         worker.stop()
-        assert store.unprocessed_deliveries() == [] and left
-        assert [r.alertname for r in store.incidents()] == ["SomethingNobodyKnows"]
+        assert store.unprocessed_deliveries() == [] and len(left) == 3
+        assert sorted(r.alertname for r in store.incidents()) == ["IronicNodeError", "SomethingNobodyKnows"]
+        decided = store.incident(incident)
+        assert decided is not None
+        assert [e.kind for e in decided.events] == ["received", "no_action", "duplicate"]
+        assert "no node label" in decided.events[1].detail
     finally:
         store.close()
 

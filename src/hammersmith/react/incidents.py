@@ -73,6 +73,8 @@ class Stats:
 
 
 STATS = Stats()
+#: timeline kinds that record what was done about a firing incident
+DECISIONS = ("action", "no_action", "error")
 
 
 class IncidentProcessor:
@@ -90,17 +92,21 @@ class IncidentProcessor:
         if self._sweeper is not None:
             self._sweeper.close()
 
-    def process_delivery(self, delivery_id: int) -> None:
-        """Handle every alert of a stored delivery, then mark it processed."""
+    def process_delivery(self, delivery_id: int, recovering: bool = False) -> None:
+        """Handle every alert of a stored delivery, then mark it processed (`recovering`: left by a stopped agent)."""
         body = self.store.delivery(delivery_id)
         if body is not None:
             for alert in Payload.model_validate(body).alerts:
-                self.handle(alert)
+                self.handle(alert, recovering)
         self.store.mark_processed(delivery_id)
         STATS.open = self.store.open_incident_counts()
 
-    def handle(self, alert: Alert) -> dict[str, Any]:
+    def handle(self, alert: Alert, recovering: bool = False) -> dict[str, Any]:
         """One alert: open, duplicate or resolve its incident; the opener of a firing one acts.
+
+        `recovering` (a delivery a stopped agent left unprocessed, handled before any new one): an
+        incident it opened but never decided on is decided now -- the safety layer's re-check
+        refuses whatever that agent may already have done.
 
         Returns {"incident": id, "event": the timeline kind that decided it, "detail": ...} for tests.
         """
@@ -132,7 +138,7 @@ class IncidentProcessor:
                 return {"incident": incident, "event": "resolved", "detail": ends}
             self.store.add_incident_event(incident, "duplicate", f"resolved again ({ends})")
             return {"incident": incident, "event": "duplicate", "detail": ends}
-        if not opened:
+        if not opened and not (recovering and self._undecided(incident)):
             self.store.add_incident_event(incident, "duplicate", "delivered again")
             return {"incident": incident, "event": "duplicate", "detail": "delivered again"}
         try:
@@ -142,6 +148,10 @@ class IncidentProcessor:
             kind, why = "error", f"{type(exc).__name__}: {exc}"[:500]
         self.store.add_incident_event(incident, kind, why)
         return {"incident": incident, "event": kind, "detail": why}
+
+    def _undecided(self, incident: int) -> bool:
+        row = self.store.incident(incident)
+        return row is not None and row.status == "firing" and not any(e.kind in DECISIONS for e in row.events)
 
     def _act(self, site: str, name: str, hammer: str | None, node: str | None, incident: int) -> tuple[str, str]:
         """("action", what the ledger says) or ("no_action", why not)."""
@@ -177,15 +187,16 @@ class IncidentWorker:
         self.queue: queue.Queue[int | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="incidents", daemon=True)
         self._stopping = threading.Event()
+        self.backlog: set[int] = set()
 
     def submit(self, delivery_id: int) -> None:
         self.queue.put(delivery_id)
 
     def start(self) -> IncidentWorker:
-        left = self.processor.store.unprocessed_deliveries()
-        if left:
-            log.info("processing %d webhook deliveries left unprocessed", len(left))
-        for delivery_id in left:
+        self.backlog = set(self.processor.store.unprocessed_deliveries())
+        if self.backlog:
+            log.info("processing %d webhook deliveries left unprocessed", len(self.backlog))
+        for delivery_id in sorted(self.backlog):
             self.queue.put(delivery_id)
         STATS.open = self.processor.store.open_incident_counts()
         self.thread.start()
@@ -207,7 +218,7 @@ class IncidentWorker:
             try:
                 if delivery_id is None or self._stopping.is_set():
                     return
-                self.processor.process_delivery(delivery_id)
+                self.processor.process_delivery(delivery_id, recovering=delivery_id in self.backlog)
             except Exception:  # left unprocessed: retried at the next start
                 log.exception("webhook delivery %s could not be processed", delivery_id)
             finally:
