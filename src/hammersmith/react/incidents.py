@@ -209,9 +209,6 @@ class IncidentWorker:
         self.thread.join(timeout=60)
         self.processor.close()
 
-    def idle(self) -> bool:
-        return self.queue.unfinished_tasks == 0
-
     def _run(self) -> None:
         while True:
             delivery_id = self.queue.get()
