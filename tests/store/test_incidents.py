@@ -7,13 +7,17 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from hammersmith import config
+from hammersmith.react.incidents import Alert, IncidentProcessor
 from hammersmith.store import Store, open_store
 from hammersmith.store.models import Base
 
@@ -130,3 +134,30 @@ def test_deliveries_stay_unprocessed_until_marked(store: Store) -> None:
     store.mark_processed(first)
     assert store.unprocessed_deliveries() == [second]
     assert store.delivery(99_999) is None
+
+
+def test_hostile_labels_are_stored_on_both_backends(store_url: str, tmp_path: Path) -> None:
+    """Labels are anyone's text: over-long and NUL-carrying ones still make an incident (PostgreSQL refuses both)."""
+    path = tmp_path / "hammersmith.yaml"
+    raw = {"state_dir": str(tmp_path), "store_url": store_url, "sites": {"lab": {"cloud": "nowhere"}}}
+    path.write_text(yaml.safe_dump(raw))
+    store = open_store(store_url)
+    try:
+        processor = IncidentProcessor(config.load(path), "lab", store)
+        labels = {"alertname": "A\x00" * 300, "site": "s" * 100, "node": "n\x00" * 200, "x": "\x00"}
+        alert = Alert.model_validate(
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"runbook_url": "http://x/\x00"},
+                "startsAt": T0.isoformat(),
+                "fingerprint": "0123456789abcdef",
+            }
+        )
+        outcome = processor.handle(alert)
+        assert outcome["event"] == "no_action" and "not served by this agent" in outcome["detail"]
+        row = store.incident(outcome["incident"])
+        assert row is not None and row.alertname == "A" * 255 and row.site == "s" * 64 and row.node == "n" * 200
+        assert row.labels == labels  # the JSON keeps them as sent
+    finally:
+        store.close()

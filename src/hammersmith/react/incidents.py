@@ -34,7 +34,7 @@ class Alert(BaseModel):
     startsAt: AwareDatetime  # noqa: N815 - Alertmanager's field names
     endsAt: AwareDatetime | None = None  # noqa: N815
     generatorURL: str = ""  # noqa: N815
-    fingerprint: str = Field(min_length=1, max_length=64)
+    fingerprint: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")  # Alertmanager's are 16 hex digits
 
     @field_validator("labels")
     @classmethod
@@ -77,6 +77,10 @@ STATS = Stats()
 DECISIONS = ("action", "no_action", "error")
 
 
+def _column(value: str, width: int) -> str:
+    return value.replace("\x00", "")[:width]
+
+
 class IncidentProcessor:
     """Turns one site's alerts into incidents and acts for the ones that open a new incident."""
 
@@ -110,11 +114,14 @@ class IncidentProcessor:
 
         Returns {"incident": id, "event": the timeline kind that decided it, "detail": ...} for tests.
         """
-        name = alert.labels["alertname"]
-        site = alert.labels.get("site") or self.site_name
-        node = alert.labels.get("node") or None
+        # a label is anyone's text: cut to the columns' widths, without NUL (PostgreSQL refuses both)
+        name = _column(alert.labels["alertname"], 255)
+        site = _column(alert.labels.get("site") or self.site_name, 64)
+        node = _column(alert.labels.get("node") or "", 255) or None
         hammer = self.settings.sites[site].alerts.get(name) if site in self.settings.sites else None
-        runbook = alert.annotations.get("runbook_url") or f"{self.settings.http.base_url}/runbooks/{name}"
+        runbook = _column(
+            alert.annotations.get("runbook_url") or f"{self.settings.http.base_url}/runbooks/{name}", 2048
+        )
         detail = f"{alert.status} {name}" + (f" on {node}" if node else "") + f" (fingerprint {alert.fingerprint})"
         incident, opened = self.store.open_incident(
             site=site,
