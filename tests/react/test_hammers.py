@@ -138,7 +138,7 @@ def test_chronic_fault_stops_after_the_budget(
         "hammersmith: error-resetter gave up after 2 attempts: Failed to tear down"
     )
     (escalation,) = [m for m in messages if "gave up on" in m["title"]]
-    assert name in escalation["title"] and "runbooks/error-resetter.md" in escalation["message"]
+    assert name in escalation["title"] and "/runbooks/error-resetter" in escalation["message"]
     again = sweeper.sweep(apply=True)
     assert outcomes(again.actions, name) == ["refused"]  # in hammersmith's maintenance: nothing retries it
     assert len([m for m in messages if "gave up on" in m["title"]]) == 1  # told once

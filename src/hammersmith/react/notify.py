@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import apprise
 
 from hammersmith.config import Site
-from hammersmith.react.hammers import HAMMERS, Action, Hammer
+from hammersmith.react import runbooks
+from hammersmith.react.hammers import Action, Hammer
 from hammersmith.store import Store
 
 if TYPE_CHECKING:
@@ -42,12 +43,12 @@ def send(site: Site, site_name: str, title: str, body: str) -> bool:
     return ok
 
 
-def runbook(hammer: str) -> str:
-    h = HAMMERS.get(hammer)
-    return str(h.runbook) if h else ""
+def runbook(base_url: str, name: str) -> str:
+    """The runbook's page on the agent (http.public_url), or "" when none has that name."""
+    return f"{base_url}/runbooks/{name}" if name in runbooks.catalogue() else ""
 
 
-def sweep_batch(store: Store, site: Site, site_name: str, result: Result) -> None:
+def sweep_batch(store: Store, site: Site, site_name: str, result: Result, base_url: str) -> None:
     """One message: this sweep's actions, plus findings nobody was told about yet."""
     lines = []
     for a in result.actions:
@@ -55,7 +56,7 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result) -> Non
             if store.mark_notified(site_name, f"action:{a['hammer']}:{a['node_uuid']}:{result.started_at.isoformat()}"):
                 lines.append(
                     f"- {a['outcome']}: {a['hammer']} {a['kind']} on {a['node']} ({a['reason']}) "
-                    f"runbook: {runbook(a['hammer'])}"
+                    f"runbook: {runbook(base_url, a['hammer'])}"
                 )
     acted = {(a["hammer"], a["node_uuid"]) for a in result.actions if a["outcome"] != "observed"}
     for f in result.findings:
@@ -63,18 +64,20 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result) -> Non
             continue
         stable = re.sub(r"\d+", "#", f.summary)  # "stuck for 61 min" and "... 66 min" are one finding
         if store.mark_notified(site_name, f"finding:{f.check}:{f.node_uuid}:{stable}"):
-            lines.append(f"- found: {f.check} on {f.node_name}: {f.summary} runbook: {runbook(f.check)}")
+            lines.append(f"- found: {f.check} on {f.node_name}: {f.summary} runbook: {runbook(base_url, f.check)}")
     if lines:
         send(site, site_name, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))
 
 
-def escalation(store: Store, site: Site, site_name: str, hammer: Hammer, action: Action, reason: str) -> None:
+def escalation(
+    store: Store, site: Site, site_name: str, hammer: Hammer, action: Action, reason: str, base_url: str
+) -> None:
     if store.mark_notified(site_name, f"escalate:{hammer.name}:{action.node_uuid}:{reason}"):
         send(
             site,
             site_name,
             f"hammersmith [{site_name}]: {hammer.name} gave up on {action.node_name}",
-            f"{reason}\nThe node is in maintenance; nothing will retry it.\nrunbook: {hammer.runbook}",
+            f"{reason}\nThe node is in maintenance; nothing will retry it.\nrunbook: {runbook(base_url, hammer.name)}",
         )
 
 

@@ -198,7 +198,7 @@ class Sweeper:
                         continue
                     candidates.append((hammer, action, node))
         self._act(result, candidates, apply, now, lambda: len(snap.nodes))
-        notify.sweep_batch(self.store, self.site, self.site_name, result)
+        notify.sweep_batch(self.store, self.site, self.site_name, result, self.settings.http.base_url)
         self.store.record_sweep(
             site=self.site_name,
             started_at=result.started_at,
@@ -334,7 +334,7 @@ class Sweeper:
             self._record(result, action, "refused", f"escalation failed: {safety.short_error(exc)}", node, "apply")
             return
         self._record(result, replace(action, kind="escalate", params={}), "escalated", reason, node, "apply")
-        notify.escalation(self.store, self.site, self.site_name, hammer, action, reason)
+        notify.escalation(self.store, self.site, self.site_name, hammer, action, reason, self.settings.http.base_url)
 
     def _apply(self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any]) -> None:
         try:
