@@ -372,10 +372,11 @@ def test_a_delivery_left_unprocessed_is_processed_at_start(tmp_path: Path) -> No
         )
         left = [store.record_delivery(payload(unknown)), store.record_delivery(payload(interrupted))]
         left.append(store.record_delivery(payload(interrupted)))  # its re-delivery, also left over
+        left.append(store.record_delivery({"version": "4", "alerts": "stored under an older schema"}))
         worker = IncidentWorker(IncidentProcessor(settings_, "lab", store)).start()
         worker.queue.join()
         worker.stop()
-        assert store.unprocessed_deliveries() == [] and len(left) == 3
+        assert store.unprocessed_deliveries() == [] and len(left) == 4  # the odd one is set aside, not retried
         assert sorted(r.alertname for r in store.incidents()) == ["IronicNodeError", "SomethingNobodyKnows"]
         decided = store.incident(incident)
         assert decided is not None

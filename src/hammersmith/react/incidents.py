@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
 from hammersmith.config import Settings
 from hammersmith.react.sweep import Sweeper
@@ -99,9 +99,13 @@ class IncidentProcessor:
     def process_delivery(self, delivery_id: int, recovering: bool = False) -> None:
         """Handle every alert of a stored delivery, then mark it processed (`recovering`: left by a stopped agent)."""
         body = self.store.delivery(delivery_id)
-        if body is not None:
-            for alert in Payload.model_validate(body).alerts:
-                self.handle(alert, recovering)
+        try:
+            alerts = Payload.model_validate(body).alerts if body is not None else []
+        except ValidationError as exc:  # stored under another schema: kept for a human, never retried forever
+            log.error("webhook delivery %s no longer matches the schema, set aside: %s", delivery_id, exc)
+            alerts = []
+        for alert in alerts:
+            self.handle(alert, recovering)
         self.store.mark_processed(delivery_id)
         STATS.open = self.store.open_incident_counts()
 
