@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
+from hammersmith.store import Store, open_store
+
 DATABASE = "hammersmith_test"
 READY_SECONDS = 30.0
 STOP_SECONDS = 15.0
@@ -171,3 +173,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         conn.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
     return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A store on each backend, migrated, closed after the test."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

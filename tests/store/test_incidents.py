@@ -4,7 +4,6 @@ resolving closes once, deliveries stay unprocessed until marked, timelines read 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,15 +21,6 @@ from hammersmith.store import Store, open_store
 from hammersmith.store.models import Base
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _open(store: Store, fingerprint: str = "abc123", starts_at: datetime = T0, **extra: Any) -> tuple[int, bool]:

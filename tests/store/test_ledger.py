@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -23,15 +23,6 @@ from hammersmith.store.models import Base, Snapshot
 T0 = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 CEST = timezone(timedelta(hours=2))
 LEDGER_TABLES = {"findings", "actions", "breakers", "locks", "notifications", "sweeps"}
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _begin(store: Store, *, hammer: str = "error-resetter", node: str = "uuid-1", now: datetime = T0) -> int:
