@@ -225,3 +225,21 @@ def test_every_site_gets_its_label(telemetry: Telemetry) -> None:
     count = {"provision_state": "available", "maintenance": "false", "resource_class": "baremetal"}
     assert r.get_sample_value("hammersmith_ironic_nodes", {"site": "east", **count}) == 1
     assert r.get_sample_value("hammersmith_ironic_nodes", {"site": "west", **count}) == 2
+
+
+def test_schedules_are_exported_so_staleness_rules_follow_the_config() -> None:
+    from hammersmith import config
+    from hammersmith.quantify.telemetry import schedule
+
+    site = config.parse(
+        "sites:\n  lab:\n    cloud: x\n    sweep_interval_seconds: 1200\n"
+        "    smoke:\n      expensive_interval_seconds: 0\n"
+    ).sites["lab"]
+    agent = Telemetry(["lab"], {"lab": schedule(site, agent=True)})
+    r = registry_for("freshness", agent)
+    interval = "hammersmith_schedule_interval_seconds"
+    assert r.get_sample_value(interval, {"site": "lab", "job": "cycle", "set": ""}) == 1200
+    assert r.get_sample_value(interval, {"site": "lab", "job": "smoke", "set": "cheap"}) == 3600
+    assert r.get_sample_value(interval, {"site": "lab", "job": "smoke", "set": "expensive"}) == 0
+    exporter_only = registry_for("freshness", Telemetry(["lab"], {"lab": schedule(site, agent=False)}))
+    assert exporter_only.get_sample_value(interval, {"site": "lab", "job": "probes", "set": ""}) is None

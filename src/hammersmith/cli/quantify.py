@@ -21,7 +21,7 @@ from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Http, Settings
 from hammersmith.quantify.collect import observe
 from hammersmith.quantify.exporter import Exporter
-from hammersmith.quantify.telemetry import Telemetry
+from hammersmith.quantify.telemetry import Telemetry, schedule
 from hammersmith.store import Store, open_store
 from hammersmith.web.app import Server, create_app
 
@@ -89,7 +89,9 @@ def exporter(listen: ListenOpt = None) -> None:
     agent_logging()
     settings = config_mod.load(OPTIONS.config)
     http = listen_on(settings, listen)
-    telemetry = Telemetry(list(settings.sites))
+    telemetry = Telemetry(
+        list(settings.sites), {name: schedule(site, agent=False) for name, site in settings.sites.items()}
+    )
     stop = stop_on_signals()
     connections = {name: SiteConnection(name, site, telemetry.observer(name)) for name, site in settings.sites.items()}
     try:

@@ -14,7 +14,7 @@ from hammersmith.cli import detect as cli_detect
 from hammersmith.cli.quantify import ListenOpt, agent_logging, listen_on, opened, serving, stop_on_signals
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.quantify.collect import observe
-from hammersmith.quantify.telemetry import Telemetry
+from hammersmith.quantify.telemetry import Telemetry, schedule
 from hammersmith.react import incidents
 from hammersmith.react.sweep import Result, Sweeper
 
@@ -89,7 +89,7 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
     name, site_cfg = settings.site(site)
     http = listen_on(settings, listen)
     stop = stop_on_signals()
-    telemetry = Telemetry([name])
+    telemetry = Telemetry([name], {name: schedule(site_cfg, agent=True)})
     with (
         opened(settings) as store,
         incidents.running(settings, name, store) as worker,

@@ -19,6 +19,7 @@ from prometheus_client import Histogram, disable_created_metrics
 
 from hammersmith.cloud.connection import RequestObserver
 from hammersmith.cloud.snapshot import Snapshot
+from hammersmith.config import Site
 from hammersmith.detect.checks import Finding
 from hammersmith.detect.probes import ProbeResult
 from hammersmith.detect.smoke import ScenarioResult, SmokeRun
@@ -97,11 +98,27 @@ def failed_launches(snap: Snapshot) -> dict[tuple[str, str], str]:
     return failed
 
 
+Schedule = dict[tuple[str, str], float]
+"""(job, set) -> seconds between runs (0: never scheduled); set is "" but for smoke"""
+
+
+def schedule(site: Site, *, agent: bool) -> Schedule:
+    """The intervals of a site's periodic jobs; only the agent (`hammersmith run`) runs probes and smoke."""
+    jobs: Schedule = {("cycle", ""): float(site.sweep_interval_seconds)}
+    if agent:
+        jobs[("probes", "")] = float(site.probes.interval_seconds)
+        jobs[("smoke", "cheap")] = float(site.smoke.cheap_interval_seconds)
+        jobs[("smoke", "expensive")] = float(site.smoke.expensive_interval_seconds)
+    return jobs
+
+
 class Telemetry:
     """Every site's latest view, and the live counters of the agent's own API calls."""
 
-    def __init__(self, sites: list[str]) -> None:
+    def __init__(self, sites: list[str], schedules: dict[str, Schedule] | None = None) -> None:
         self._lock = threading.Lock()
+        #: per site, what runs how often: exported, so alert rules follow the config instead of guessing it
+        self.schedules = schedules or {}
         self._views = {name: SiteView(name) for name in sites}
         #: bumped on every cycle of any site: collectors whose output depends only on the views are cached by it
         self.generation = 0

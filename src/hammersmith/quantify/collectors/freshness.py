@@ -54,6 +54,14 @@ class FreshnessCollector(Collector):
         cycles = CounterMetricFamily(
             "hammersmith_cycles", "Collection cycles by result (ok, incomplete, failed).", labels=["site", "result"]
         )
+        schedule = GaugeMetricFamily(
+            "hammersmith_schedule_interval_seconds",
+            "Seconds between runs of the site's periodic jobs (cycle, probes, smoke sets), from the config; 0: never.",
+            labels=["site", "job", "set"],
+        )
+        for site, jobs in sorted(self.telemetry.schedules.items()):
+            for (job, smoke_set), seconds in sorted(jobs.items()):
+                schedule.add_metric([site, job, smoke_set], seconds)
         now = datetime.now(UTC)
         for site, view in self.views():
             for result in CYCLE_RESULTS:
@@ -75,4 +83,4 @@ class FreshnessCollector(Collector):
                 up.add_metric([site, service], 0 if failed or read.status != "ok" else 1)
             for service, count in sorted(snap.requests.items()):
                 requests.add_metric([site, service], count)
-        yield from (timestamp, age, duration, complete, service_seconds, requests, up, cycles)
+        yield from (timestamp, age, duration, complete, service_seconds, requests, up, cycles, schedule)
