@@ -98,7 +98,7 @@ def test_a_new_cycle_is_rendered_by_the_cycle_not_by_the_next_scrape() -> None:
     assert len(calls) == 1  # rendered by record(), in the cycle's thread
     assert b"hammersmith_counting 1.0" in exporter.render()
     assert len(calls) == 1
-    telemetry.generation += 1  # a cycle has recorded and is priming right now: the scrape does not render too
+    telemetry.generations["cycle"] += 1  # a cycle has recorded and is priming right now: the scrape does not render too
     assert b"hammersmith_counting 1.0" in exporter.render()
     assert len(calls) == 1
 
@@ -144,3 +144,17 @@ def test_each_cycle_freezes_the_heap_and_hands_it_back_periodically() -> None:
         assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
+
+
+def test_a_probe_run_rerenders_only_the_probe_families() -> None:
+    from hammersmith.detect.probes import ProbeResult
+
+    telemetry = Telemetry(["lab"])
+    calls: list[int] = []
+    exporter = Exporter(telemetry, {**load(), "counting": counting(calls)})
+    telemetry.record(snapshot(nodes=[node("n1")]), [], None)
+    assert len(calls) == 1
+    telemetry.record_probes("lab", [ProbeResult("token", "passed")])
+    assert len(calls) == 1  # the node families were not rendered again for a probe result
+    text = exporter.render()
+    assert b'hammersmith_probe_success{probe="token",site="lab"} 1.0' in text and len(calls) == 1

@@ -76,9 +76,9 @@ class Exporter:
         previous cycle's text (consistent, and less than a render old) instead of rendering too.
         """
         started = time.perf_counter()
-        generation = self.telemetry.generation
         parts = []
         for c in self.collectors:
+            generation = self.telemetry.generations[c.topic]
             cached = self._cache.get(c.name)
             current = cached is not None and (cached[0] == generation or (self.primed and not refresh))
             if not c.dynamic and cached is not None and current:

@@ -120,8 +120,9 @@ class Telemetry:
         #: per site, what runs how often: exported, so alert rules follow the config instead of guessing it
         self.schedules = schedules or {}
         self._views = {name: SiteView(name) for name in sites}
-        #: bumped on every cycle of any site: collectors whose output depends only on the views are cached by it
-        self.generation = 0
+        #: bumped per topic ("cycle", "probes", "smoke") on every update of any site: a collector's cached text
+        #: stays valid while the generation of the topic it reads is unchanged
+        self.generations: Counter[str] = Counter()
         #: called (in the cycle's thread) after each update, e.g. to re-render the exporter's cache there
         self.listeners: list[Callable[[], None]] = []
         self.api_requests = PromCounter(
@@ -187,7 +188,7 @@ class Telemetry:
                 failed_before=frozenset(now_failed)
                 | frozenset(k for k in view.failed_before or () if not snap.complete(k[0])),
             )
-            self.generation += 1
+            self.generations["cycle"] += 1
         self._notify()
 
     def record_failure(self, site: str, error: str, *, login_failed: bool, ledger: LedgerView | None = None) -> None:
@@ -202,7 +203,7 @@ class Telemetry:
                 login_ok=False if login_failed else view.login_ok,
                 ledger=ledger or view.ledger,
             )
-            self.generation += 1
+            self.generations["cycle"] += 1
         self._notify()
 
     def record_probes(self, site: str, results: list[ProbeResult]) -> None:
@@ -210,7 +211,7 @@ class Telemetry:
         with self._lock:
             view = self._views[site]
             self._views[site] = replace(view, probes={**view.probes, **{r.probe: r for r in results}})
-            self.generation += 1
+            self.generations["probes"] += 1
         self._notify()
 
     def record_smoke(self, site: str, run: SmokeRun) -> None:
@@ -219,7 +220,7 @@ class Telemetry:
             view = self._views[site]
             latest = {(run.set, r.scenario): r for r in run.results}
             self._views[site] = replace(view, smoke={**view.smoke, **latest})
-            self.generation += 1
+            self.generations["smoke"] += 1
         self._notify()
 
     def _notify(self) -> None:

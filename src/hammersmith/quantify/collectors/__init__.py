@@ -37,6 +37,9 @@ class Collector:
     name: ClassVar[str]
     #: True when values change between cycles (ages, live request counters): never served from the cache
     dynamic: ClassVar[bool] = False
+    #: what the cached text depends on: "cycle" (snapshots, findings, ledger), "probes" or "smoke"; a probe
+    #: run then re-renders only the probe families, not 10,000 nodes
+    topic: ClassVar[str] = "cycle"
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry

@@ -12,6 +12,7 @@ from hammersmith.quantify.collectors import Collector, collector
 @collector
 class ProbesCollector(Collector):
     name = "probes"
+    topic = "probes"
 
     def collect(self) -> Iterable[Metric]:
         success = GaugeMetricFamily(

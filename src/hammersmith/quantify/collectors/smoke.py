@@ -12,6 +12,7 @@ from hammersmith.quantify.collectors import Collector, collector
 @collector
 class SmokeCollector(Collector):
     name = "smoke"
+    topic = "smoke"
 
     def collect(self) -> Iterable[Metric]:
         labels = ["site", "set", "scenario"]
