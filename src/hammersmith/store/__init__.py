@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hammersmith.errors import StoreError
 from hammersmith.store.incidents import IncidentsMixin
 from hammersmith.store.ledger import LedgerMixin
-from hammersmith.store.models import ActionRow, BreakerRow, Snapshot, SnapshotRow, SweepRow
+from hammersmith.store.models import ActionRow, Base, BreakerRow, Snapshot, SnapshotRow, SweepRow
 
 __all__ = ["ActionRow", "BreakerRow", "SnapshotRow", "Store", "SweepRow", "open_store"]
 
@@ -135,6 +135,14 @@ class Store(LedgerMixin, IncidentsMixin):
         with self._sessions.begin() as session:
             yield session
 
+    def _add(self, row: Base) -> int:
+        """Insert one row and return its id, committed by the time this returns."""
+        with self.session() as session:
+            session.add(row)
+            session.flush()
+            row_id: int = row.id  # type: ignore[attr-defined]
+        return row_id
+
     def record_snapshot(
         self,
         site: str,
@@ -157,10 +165,7 @@ class Store(LedgerMixin, IncidentsMixin):
             requests=dict(requests),
             counts=dict(counts),
         )
-        with self.session() as session:
-            session.add(row)
-            session.flush()
-            return row.id
+        return self._add(row)
 
     def recent_snapshots(self, site: str | None = None, limit: int = 20) -> list[SnapshotRow]:
         """Newest first, optionally for one site only."""

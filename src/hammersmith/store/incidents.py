@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hammersmith.store.models import Incident, IncidentEvent, IncidentRow, WebhookDelivery
+from hammersmith.store.ledger import _now
+from hammersmith.store.models import Base, Incident, IncidentEvent, IncidentRow, WebhookDelivery
 
 EVENT_KINDS = ("received", "duplicate", "resolved", "action", "no_action", "error")
-
-
-def _now(now: datetime | None) -> datetime:
-    return now if now is not None else datetime.now(UTC)
 
 
 class IncidentsMixin:
@@ -29,16 +26,13 @@ class IncidentsMixin:
 
     engine: Engine
     session: Callable[[], AbstractContextManager[Session]]
+    _add: Callable[[Base], int]
 
     # -- deliveries ------------------------------------------------------------------------
 
     def record_delivery(self, body: dict[str, Any], now: datetime | None = None) -> int:
         """Store a webhook body before it is answered, so a crash while processing loses nothing."""
-        row = WebhookDelivery(received_at=_now(now), body=body, processed_at=None)
-        with self.session() as session:
-            session.add(row)
-            session.flush()
-            return row.id
+        return self._add(WebhookDelivery(received_at=_now(now), body=body, processed_at=None))
 
     def delivery(self, delivery_id: int) -> dict[str, Any] | None:
         with self.session() as session:

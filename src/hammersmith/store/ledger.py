@@ -20,6 +20,7 @@ from hammersmith.store.models import (
     KEY_LENGTH,
     Action,
     ActionRow,
+    Base,
     Breaker,
     BreakerRow,
     Finding,
@@ -53,6 +54,7 @@ class LedgerMixin:
 
     engine: Engine
     session: Callable[[], AbstractContextManager[Session]]
+    _add: Callable[[Base], int]
 
     # -- findings -------------------------------------------------------------------------
 
@@ -319,14 +321,6 @@ class LedgerMixin:
             return SweepRow.of(row) if row is not None else None
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _add(self, row: Finding | Action | Sweep) -> int:
-        """Insert one row and return its id, committed by the time this returns."""
-        with self.session() as session:
-            session.add(row)
-            session.flush()
-            row_id = row.id
-        return row_id
 
     def _insert(self, model: type[Breaker | Lock | Notification], **values: Any) -> bool:
         """INSERT in a transaction of its own (a failed one poisons a PostgreSQL transaction); False on a clash."""
