@@ -238,8 +238,8 @@ def test_schedules_are_exported_so_staleness_rules_follow_the_config() -> None:
     agent = Telemetry(["lab"], {"lab": schedule(site, agent=True)})
     r = registry_for("freshness", agent)
     interval = "hammersmith_schedule_interval_seconds"
-    assert r.get_sample_value(interval, {"site": "lab", "job": "cycle", "set": ""}) == 1200
-    assert r.get_sample_value(interval, {"site": "lab", "job": "smoke", "set": "cheap"}) == 3600
-    assert r.get_sample_value(interval, {"site": "lab", "job": "smoke", "set": "expensive"}) == 0
+    assert r.get_sample_value(interval, {"site": "lab", "schedule": "cycle", "set": ""}) == 1200
+    assert r.get_sample_value(interval, {"site": "lab", "schedule": "smoke", "set": "cheap"}) == 3600
+    assert r.get_sample_value(interval, {"site": "lab", "schedule": "smoke", "set": "expensive"}) == 0
     exporter_only = registry_for("freshness", Telemetry(["lab"], {"lab": schedule(site, agent=False)}))
-    assert exporter_only.get_sample_value(interval, {"site": "lab", "job": "probes", "set": ""}) is None
+    assert exporter_only.get_sample_value(interval, {"site": "lab", "schedule": "probes", "set": ""}) is None

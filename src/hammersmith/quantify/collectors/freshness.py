@@ -57,7 +57,8 @@ class FreshnessCollector(Collector):
         schedule = GaugeMetricFamily(
             "hammersmith_schedule_interval_seconds",
             "Seconds between runs of the site's periodic jobs (cycle, probes, smoke sets), from the config; 0: never.",
-            labels=["site", "job", "set"],
+            # not `job`: Prometheus sets `job` on every scraped series and would rename ours `exported_job`
+            labels=["site", "schedule", "set"],
         )
         for site, jobs in sorted(self.telemetry.schedules.items()):
             for (job, smoke_set), seconds in sorted(jobs.items()):
