@@ -8,6 +8,7 @@ behind the testbed's Keystone with its new-default RBAC.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -29,7 +30,8 @@ DEAD_ENDPOINT = "http://127.0.0.1:9/"
 CONF_TEMPLATE = """\
 # written by hammersmith testbed; regenerated on every start
 [DEFAULT]
-host = hammersmith-conductor
+# this testbed's identity: `verify` looks for it in GET /v1/conductors
+host = {host}
 auth_strategy = {auth_strategy}
 # Keystone tier: the `service` role in the service project sees and acts on every node
 rbac_service_role_elevated_access = true
@@ -111,12 +113,19 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def conductor_name() -> str:
+    """A conductor host name no other Ironic has: the testbed's identity, checked before it acts."""
+    return f"hammersmith-testbed-{secrets.token_hex(6)}"
+
+
 @dataclass
 class State:
     """What `testbed up` left behind, so status/inject/down work from the same directory."""
 
     port: int
     pid: int | None = None
+    #: Ironic's conductor host name, unique per `up` (see `Ironic.verify`)
+    host: str = field(default_factory=conductor_name)
     nodes: int = 0
     faults: dict[str, list[str]] = field(default_factory=dict)
     #: the optional real Neutron (`testbed up --with neutron`) and its provisioning network
@@ -139,6 +148,14 @@ class State:
     @property
     def auth_url(self) -> str | None:
         return f"http://127.0.0.1:{self.keystone_port}/v3" if self.keystone_port else None
+
+
+def _headers(state: State, version: str) -> dict[str, str]:
+    """The testbed's own API headers: a microversion and, behind Keystone, a system-scoped admin token."""
+    headers = {"X-OpenStack-Ironic-API-Version": version}
+    if state.auth_url:
+        headers["X-Auth-Token"] = keystone.token(state.auth_url, state.passwords["admin"])
+    return headers
 
 
 class Ironic:
@@ -185,6 +202,7 @@ class Ironic:
         conf.write_text(
             CONF_TEMPLATE.format(
                 dir=self.dir,
+                host=state.host,
                 port=state.port,
                 auth_strategy="keystone" if state.auth_url else "noauth",
                 neutron_auth=neutron_auth,
@@ -226,9 +244,7 @@ class Ironic:
         conf = self.write_config(state, deploy_delay, bios_delay, inspect_delay)
         state.pid = process.start([self._bin("ironic"), "--config-file", str(conf)], self.log, self.dir)
         self.save_state(state)
-        headers = {"X-OpenStack-Ironic-API-Version": "1.1"}
-        if state.auth_url:
-            headers["X-Auth-Token"] = keystone.token(state.auth_url, state.passwords["admin"])
+        headers = _headers(state, "1.1")
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=state.url, timeout=2.0) as http:
             while time.monotonic() < deadline:
@@ -239,15 +255,54 @@ class Ironic:
                     if drivers.status_code == 200 and any(
                         d["name"] == "fake-hardware" for d in drivers.json()["drivers"]
                     ):
-                        return
+                        break
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)
-        self.stop(state)
-        raise TestbedError(f"Ironic did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
+            else:
+                self.stop(state)
+                raise TestbedError(f"Ironic did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
+        try:  # what answered may be another Ironic that holds the port (ours then can't bind it)
+            self.verify(state)
+        except TestbedError:
+            self.stop(state)
+            raise
+
+    def verify(self, state: State) -> None:
+        """Refuse (TestbedError) unless the Ironic at `state.url` is the one this testbed started.
+
+        Three facts, all needed: the recorded PID is still our process (`process.owned`); every socket
+        listening on the port is held by its process group (Ironic's forked worker holds it); and that
+        API lists our unique conductor host name alive (another Ironic has another database).
+        """
+        refuse = f"the Ironic at {state.url} is not this testbed's"
+        hint = "the testbed acts only on the Ironic it started: stop the other one, or 'testbed down' and 'up' again"
+        if not process.owned(state.pid, self.dir):
+            raise TestbedError(f"{refuse}: PID {state.pid} is no longer the Ironic it started", hint=hint)
+        if held := self.foreign_listeners(state):
+            raise TestbedError(f"{refuse}: port {state.port} is held by {held}, not by its process group", hint=hint)
+        try:
+            answer = httpx.get(f"{state.url}/v1/conductors", headers=_headers(state, "1.49"), timeout=10.0)
+            answer.raise_for_status()
+            alive = {c["hostname"] for c in answer.json()["conductors"] if c["alive"]}
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            raise TestbedError(f"{refuse}: can't list its conductors ({exc})", hint=hint) from exc
+        if state.host not in alive:
+            raise TestbedError(
+                f"{refuse}: its live conductors are {sorted(alive)}, this testbed's is {state.host!r}", hint=hint
+            )
+
+    def foreign_listeners(self, state: State) -> str:
+        """Who listens on the testbed's port outside its Ironic's process group ('' if nobody): that one
+        answers the testbed's URL, and ours can't bind it."""
+        sockets = process.listeners(state.port)
+        foreign = [sorted(pids) for pids in sockets.values() if state.pid not in map(process.group, pids)]
+        return "; ".join(f"PID {', '.join(map(str, p))}" if p else "another user's process" for p in foreign)
 
     def stop(self, state: State, hard: bool = False) -> None:
-        process.stop(state.pid, hard=hard)
+        """Stop our Ironic by its PID; a recorded PID that is no longer ours is left alone (and forgotten)."""
+        if process.owned(state.pid, self.dir):
+            process.stop(state.pid, hard=hard)
         state.pid = None
         self.save_state(state)
 

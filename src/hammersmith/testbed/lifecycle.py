@@ -56,7 +56,7 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step, services: Iterab
     services = known_services(services)
     ironic = Ironic(testbed_dir(workdir))
     previous = ironic.load_state()
-    if previous and process.alive(previous.pid):
+    if previous and process.owned(previous.pid, ironic.dir):
         raise TestbedError(
             f"a testbed is already running here (PID {previous.pid}, {previous.url})",
             hint="'hammersmith testbed down' first, or use it as it is",
@@ -83,7 +83,7 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step, services: Iterab
             step(f"installing and starting Neutron {NEUTRON_VERSION} (first run installs it)", None)(0)
             start_neutron(workdir, state, fresh=True)
         step(f"starting Ironic on {state.url}", None)(0)
-        ironic.start(state)
+        ironic.start(state)  # and verified: it is ours, not another Ironic that took the port
         advance = step(f"enrolling {nodes} nodes and cleaning them to 'available'", nodes)
         fleet.enrol(fleet.connect(state), nodes, advance)
     except BaseException:
@@ -150,7 +150,8 @@ def stop_service(workdir: Path, name: str) -> State:
     if state is None:
         raise TestbedError("no testbed in this directory")
     _port(state, name)
-    process.stop(getattr(state, f"{name}_pid"))
+    if process.owned(pid := getattr(state, f"{name}_pid"), ironic.dir / name):
+        process.stop(pid)
     setattr(state, f"{name}_pid", None)
     ironic.save_state(state)
     return state
@@ -168,13 +169,34 @@ def set_password(workdir: Path, user: str, password: str) -> None:
     keystone.set_password(state.auth_url, state.passwords["admin"], user, password)
 
 
-def stop_all(ironic: Ironic, state: State) -> None:
-    """Ironic first (it calls the others), then Neutron, then Keystone; each by its PID."""
-    ironic.stop(state)
-    for pid_field in ("neutron_pid", "keystone_pid"):
-        process.stop(getattr(state, pid_field))
-        setattr(state, pid_field, None)
+def own_processes(ironic: Ironic, state: State) -> dict[str, tuple[int | None, Path]]:
+    """Each recorded service -> (PID, the directory it was started in); Ironic first (it calls the others)."""
+    return {
+        "Ironic": (state.pid, ironic.dir),
+        "Neutron": (state.neutron_pid, ironic.dir / "neutron"),
+        "Keystone": (state.keystone_pid, ironic.dir / "keystone"),
+    }
+
+
+def strangers(ironic: Ironic, state: State) -> list[str]:
+    """Recorded PIDs that are alive but no longer the process the testbed started (the PID was reused)."""
+    return [
+        f"{name} PID {pid}"
+        for name, (pid, directory) in own_processes(ironic, state).items()
+        if process.alive(pid) and not process.owned(pid, directory)
+    ]
+
+
+def stop_all(ironic: Ironic, state: State) -> list[str]:
+    """Stop each service by its PID, only while that PID is still the one the testbed started; the state
+    forgets every PID. Returns the strangers left alone."""
+    left = strangers(ironic, state)
+    for pid, directory in own_processes(ironic, state).values():
+        if process.owned(pid, directory):
+            process.stop(pid)
+    state.pid = state.neutron_pid = state.keystone_pid = None
     ironic.save_state(state)
+    return left
 
 
 def write_client_files(workdir: Path, state: State) -> None:
@@ -246,10 +268,20 @@ def status(workdir: Path) -> dict[str, Any]:
 
 
 def down(workdir: Path) -> State | None:
+    """Stop the testbed's own processes by PID. A recorded PID that is no longer the testbed's, or another
+    Ironic holding the testbed's port, is never signalled: `down` stops what is its own, then refuses
+    (TestbedError) naming what it left running."""
     ironic = Ironic(testbed_dir(workdir))
     state = ironic.load_state()
-    if state:
-        stop_all(ironic, state)
+    if not state:
+        return None
+    left = [f"{held} on its port {state.port}"] if state.pid and (held := ironic.foreign_listeners(state)) else []
+    left += stop_all(ironic, state)
+    if left:
+        raise TestbedError(
+            "testbed down stopped only its own processes and left running: " + "; ".join(left),
+            hint="the testbed never signals a process it did not start; stop those yourself if they are yours",
+        )
     return state
 
 
@@ -263,6 +295,12 @@ def inject(
 ) -> dict[str, list[str]]:
     """Inject a fault (on a named node or K picked ones), or a whole scenario; return node -> faults."""
     ironic, state = running(workdir)
+    ironic.verify(state)  # never inject into an Ironic this testbed did not start
+    if left := strangers(ironic, state):
+        raise TestbedError(
+            f"recorded PIDs that are no longer this testbed's: {', '.join(left)}",
+            hint="'hammersmith testbed down' stops what is still its own, then 'up' again",
+        )
     if state.neutron_port and not process.alive(state.neutron_pid):
         start_neutron(workdir, state)  # e.g. after a crash while a fault had it stopped
     injector = Injector(fleet.connect(state), ironic, state)

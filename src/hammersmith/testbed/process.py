@@ -1,4 +1,4 @@
-"""Start and stop the testbed's own processes, always by PID (process group)."""
+"""Start and stop the testbed's own processes, always by PID (process group), and tell them from others' (/proc)."""
 
 from __future__ import annotations
 
@@ -35,11 +35,72 @@ def alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie child of ours is not alive
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"  # a zombie child of ours is not alive
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: state, ppid, pgrp, session, ... ([] if gone)."""
+    try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def group(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[2]) if fields else None
+
+
+def owned(pid: int | None, directory: Path) -> bool:
+    """pid is still the process `start` gave us for `directory`: alive, leading its own session, working in it.
+
+    A recorded PID the kernel has since given to another process fails this, so nothing else is signalled.
+    The command line can't tell: Ironic and gunicorn rewrite their process titles.
+    """
+    if not pid or not alive(pid):
+        return False
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
+    fields = _stat(pid)
+    return bool(fields) and int(fields[3]) == pid and cwd == str(directory)
+
+
+def listeners(port: int) -> dict[str, set[int]]:
+    """Every TCP socket listening on `port` (any address) -> the PIDs holding it that this user may inspect.
+
+    An empty set is a socket of another user's process: /proc hides its descriptors.
+    """
+    sockets: dict[str, set[int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                sockets[f"socket:[{fields[9]}]"] = set()
+    if not sockets:
+        return sockets
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry.name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{entry.name}/fd/{fd}")
+            except OSError:
+                continue
+            if target in sockets:
+                sockets[target].add(int(entry.name))
+    return sockets
 
 
 def _reap(pid: int) -> None:
