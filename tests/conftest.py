@@ -1,26 +1,49 @@
-"""Shared fixtures: a clean environment for every test, and real testbeds per session (Ironic alone;
-Ironic with Keystone and Neutron)."""
+"""Shared fixtures: a clean environment for every test, real testbeds per session (Ironic alone; Ironic with
+Keystone and Neutron) and a real PostgreSQL server per session. Every test is marked by the services it uses."""
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from hammersmith.testbed import fleet, lifecycle
 from hammersmith.testbed.ironic import Ironic, State, free_port
 
 TESTBED_NODES = 30
 KEYSTONE_TESTBED_NODES = 10
+#: fixtures that start a real service, and the marker every test using one (directly or not) gets
+SERVICE_MARKERS = {
+    "testbed": "integration",
+    "keystone_testbed": "integration",
+    "bed": "integration",
+    "postgres": "postgres",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the services their fixtures start, so `-m "not integration and not postgres"` is pure."""
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in used:
+                item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +135,155 @@ def ironic_answers_500(testbed: Testbed) -> Iterator[None]:
     finally:
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE nodes SET properties = ? WHERE name = 'node-030'", (original,))
+
+
+# -- a real PostgreSQL server ------------------------------------------------------------------------
+
+READY_SECONDS = 30.0
+STOP_SECONDS = 15.0
+
+
+@dataclass
+class Postgres:
+    """A running PostgreSQL server on 127.0.0.1 that trusts its `postgres` user."""
+
+    port: int
+
+    @property
+    def conninfo(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; its SQLAlchemy URL."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        pytest.fail(
+            "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: run apt-get install -y postgresql"
+        )
+    return found[-1].parent
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root; as anyone else it runs as is."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def _tail(log: Path) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop(server: subprocess.Popen[bytes], data: Path) -> None:
+    """Fast shutdown of the postmaster by its PID (runuser is only its parent), bounded, then SIGKILL."""
+    pid_file = data / "postmaster.pid"
+    postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else server.pid
+    if _alive(postmaster):
+        os.kill(postmaster, signal.SIGINT)
+    deadline = time.monotonic() + STOP_SECONDS
+    while _alive(postmaster) and time.monotonic() < deadline:
+        server.poll()
+        time.sleep(0.1)
+    if _alive(postmaster):
+        os.kill(postmaster, signal.SIGKILL)
+    try:
+        server.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)  # the session we started for it, led by our child's PID
+        server.wait(timeout=STOP_SECONDS)
+
+
+def _wait_ready(server: subprocess.Popen[bytes], conninfo: str, log: Path) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"postgres exited with {server.returncode}:\n{_tail(log)}")
+        try:
+            with psycopg.connect(conninfo, connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"postgres not ready after {READY_SECONDS:.0f} s:\n{_tail(log)}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A fresh PostgreSQL server (the Debian package's binaries), stopped by PID and deleted after the session."""
+    pg_bin = _pg_bin()
+    tmp = Path(tempfile.mkdtemp(prefix="hammersmith-pg-"))
+    data, sockets, log = tmp / "data", tmp / "sockets", tmp / "postgres.log"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (tmp, sockets):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        initdb = subprocess.run(
+            _as_postgres(
+                [
+                    str(pg_bin / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--auth-local=trust",
+                    "--auth-host=trust",
+                ]
+            ),
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if initdb.returncode != 0:
+            pytest.fail(f"initdb failed ({initdb.returncode}):\n{initdb.stdout}\n{initdb.stderr}")
+        port = free_port()
+        with log.open("wb") as out:
+            server = subprocess.Popen(
+                _as_postgres(
+                    [
+                        str(pg_bin / "postgres"),
+                        "-D",
+                        str(data),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-k",
+                        str(sockets),
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "full_page_writes=off",
+                    ]
+                ),
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        conninfo = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+        _wait_ready(server, conninfo, log)
+        yield Postgres(port)
+    finally:
+        if server is not None:
+            _stop(server, data)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -13,6 +13,7 @@ import yaml
 from hammersmith import config
 from hammersmith.react.sweep import Sweeper
 from hammersmith.store import Store, open_store
+from hammersmith.store.ledger import APPLIED_OUTCOMES
 from hammersmith.testbed import fleet, lifecycle
 from hammersmith.testbed.faults import FAULTS, Injector
 from hammersmith.testbed.ironic import CLOUD_NAME, Ironic, free_port
@@ -53,6 +54,11 @@ def rebreak(bed: Testbed, fault: str, node: str) -> None:
     FAULTS[fault].apply(Injector(fleet.connect(state), ironic, state), node)
 
 
+def applied(store: Store, node: str) -> list[str]:
+    """Outcomes of the ledger rows on `node` that called, or may have called, the API (oldest last)."""
+    return [r.outcome for r in store.actions(node=node) if r.mode == "apply" and r.outcome in APPLIED_OUTCOMES]
+
+
 def hands_off_nodes(bed: Testbed) -> dict[str, dict[str, Any]]:
     faults = Ironic(lifecycle.testbed_dir(bed.workdir)).load_state().faults  # type: ignore[union-attr]
     names = [n for n, steps in faults.items() if steps[-1] in HANDS_OFF]
@@ -64,9 +70,14 @@ def wait_states(bed: Testbed, names: list[str], states: set[str], timeout: float
 
 
 @pytest.fixture(autouse=True)
-def bed_clouds(bed: Testbed, clean_environ: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every sweeper and agent (in-process or not) in these tests finds the bed's cloud."""
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(bed.workdir / "clouds.yaml"))
+def bed_clouds(clean_environ: None, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every sweeper and agent (in-process or not) in a test that uses the bed finds the bed's cloud.
+
+    A test that asks for no bed, directly or through a fixture, never starts one (pure logic, validation).
+    """
+    if "bed" in request.fixturenames:
+        bed: Testbed = request.getfixturevalue("bed")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(bed.workdir / "clouds.yaml"))
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from tests.react.conftest import break_nodes, wait_states, write_config
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.timeout(900),  # its own bounded waits (alert, incident, fix, resolve) add up to about 10 min
     pytest.mark.skipif(bool(missing_binaries()), reason="scripts/setup --test installs prometheus and alertmanager"),
 ]
 TOKEN = "e2e-webhook-token-0123456789"
