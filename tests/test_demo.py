@@ -24,8 +24,8 @@ def test_demo_reports_each_known_error_and_stops(tmp_path: Path) -> None:
     assert demo["snapshot"]["complete"] and demo["snapshot"]["nodes"]["total"] == 30
     # the hammers fixed every known error they own, and touched nothing a human or user owns
     applied = Counter((a["hammer"], a["outcome"]) for sweep in demo["sweeps"] for a in sweep["actions"])
-    assert applied[("error-resetter", "succeeded")] >= 3  # 2 failed tear downs, 1 failed deploy (+ the aborted one)
-    assert applied[("clean-failed", "succeeded")] == 1 and applied[("stuck-transient", "succeeded")] == 1
+    assert applied[("error-resetter", "fixed")] >= 3  # 2 failed tear downs, 1 failed deploy (+ the aborted one)
+    assert applied[("clean-failed", "fixed")] == 1 and applied[("stuck-transient", "fixed")] == 1
     hands_off = set(demo["hands_off"])
     assert not [
         a
@@ -33,7 +33,7 @@ def test_demo_reports_each_known_error_and_stops(tmp_path: Path) -> None:
         for a in s["actions"]
         if a["node"] in hands_off and a["mode"] == "apply" and a["outcome"] not in ("refused", "observed")
     ]
-    assert applied[("dirty-ports", "succeeded")] == 2  # through the real Neutron the demo runs
+    assert applied[("dirty-ports", "fixed")] == 2  # through the real Neutron the demo runs
     left = {f["check"] for f in demo["findings_after"] if not f["hands_off"]}
     assert left <= {"stuck"}
     assert demo["testbed"]["pid"] and not process.alive(demo["testbed"]["pid"])

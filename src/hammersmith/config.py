@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hammersmith.errors import ConfigError, ConfigProblem
 
@@ -49,6 +49,13 @@ class Breaker(_Strict):
     window_minutes: int = Field(60, ge=1)
 
 
+class Retention(_Strict):
+    """How long the store keeps what it writes each sweep; the ledger must outlive the budget window."""
+
+    findings_days: float = Field(30, gt=0, description="findings and sent-notification records")
+    ledger_days: float = Field(400, gt=0, description="finished ledger rows (the audit trail)")
+
+
 class Policy(_Strict):
     """What counts as wrong at a site, and what hammersmith may do about it."""
 
@@ -62,7 +69,14 @@ class Policy(_Strict):
     budget: Budget = Field(default_factory=Budget)
     rate: RateLimit = Field(default_factory=RateLimit)
     breaker: Breaker = Field(default_factory=Breaker)
-    lock_ttl_seconds: int = Field(600, ge=10)
+    retention: Retention = Field(default_factory=Retention)
+    lock_ttl_seconds: int = Field(600, ge=10, description="a node lock's lease; long actions renew it")
+    verify_seconds: float = Field(
+        120, ge=0, description="how long an action waits for its node to settle before verifying the fix"
+    )
+    verify_timeout_minutes: float = Field(
+        120, gt=0, description="a fix not verifiable by then (the node never settled) is recorded unverified"
+    )
     maintenance_window_hours: float = Field(24, gt=0, description="hammersmith's own maintenance older than this")
     inspect_after_days: float = Field(30, gt=0)
     inspect_per_sweep: int = Field(2, ge=0)
@@ -85,6 +99,15 @@ class Policy(_Strict):
         if unknown:
             raise ValueError(f"unknown hammer(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return hammers
+
+    @model_validator(mode="after")
+    def _ledger_outlives_budget(self) -> Policy:
+        if self.retention.ledger_days < self.budget.window_days:
+            raise ValueError(
+                f"retention.ledger_days ({self.retention.ledger_days:g}) must be at least budget.window_days "
+                f"({self.budget.window_days:g}): the budget counts ledger rows"
+            )
+        return self
 
     def mode(self, hammer: str) -> HammerMode:
         return self.hammers.get(hammer, "observe")

@@ -93,7 +93,9 @@ def test_maintenance_set_by_ironic_or_hammersmith_is_not_an_operators() -> None:
         hands_off(node("a", maintenance=True, maintenance_reason="disk swap (bob)"), policy)
         == "operator maintenance: disk swap (bob)"
     )
-    assert hands_off(node("b", maintenance=True, fault="clean failure", maintenance_reason="x"), policy) is None
+    ironic = {"maintenance": True, "fault": "clean failure", "last_error": "x"}
+    assert hands_off(node("b", **ironic, maintenance_reason="x"), policy) is None  # Ironic's own words
+    assert hands_off(node("b", **ironic, maintenance_reason="y (ann)"), policy) == "operator maintenance: y (ann)"
     assert hands_off(node("c", maintenance=True, maintenance_reason="hammersmith: gave up"), policy) is None
     assert hands_off(node("d", provision_state="active", instance_uuid="i-1"), policy) == "user instance i-1"
     assert hands_off(node("e", reservation="conductor-1"), policy) == "locked by conductor conductor-1"

@@ -79,13 +79,15 @@ def test_breaker_trips_at_40_percent_and_applies_nothing(
         rate={"per_sweep": 20, "per_hour": 50},
     )
     fixed = wide.sweep(apply=True)
-    assert Counter(a["outcome"] for a in fixed.actions if a["node"] in broken) == {"succeeded": 12}
+    assert Counter(a["outcome"] for a in fixed.actions if a["node"] in broken) == {"fixed": 12}
     wait_states(bed, broken, {"available"}, timeout=120)
     untouched(before, bed)
 
 
-def test_kill_9_mid_action_is_reconciled_not_repeated(bed: Testbed, tmp_path: Path) -> None:
-    """An agent killed while Ironic works on its action; the next agent records, and never repeats, it."""
+def test_kill_9_mid_action_is_followed_up_not_repeated(bed: Testbed, tmp_path: Path) -> None:
+    """An agent killed while Ironic inspects its node (the conductor crashes too, so the inspection fails): the
+    next agent takes over the dead agent's lock, returns the node to `available` and records the inspection as
+    ineffective. The inspection is never started again (item 14: stale-inspection never strands a node)."""
     ironic = Ironic(lifecycle.testbed_dir(bed.workdir))
     state = ironic.load_state()
     assert state is not None
@@ -95,24 +97,28 @@ def test_kill_9_mid_action_is_reconciled_not_repeated(bed: Testbed, tmp_path: Pa
     try:
         first = agent(config, "sweep", "--once", "--apply", "--json")
         deadline = time.monotonic() + 60
-        while not store.in_flight("lab") and time.monotonic() < deadline and first.poll() is None:
+        while not store.pending("lab") and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.2)
         assert first.poll() is None, first.communicate()
-        (flying,) = store.in_flight("lab")
-        assert flying.node_name is not None
-        # the intent is committed before the call: kill only once Ironic is really working on it
-        wait_states(bed, [flying.node_name], {"inspecting", "inspect wait"}, timeout=15)
-        assert first.poll() is None and store.in_flight("lab") == [flying], "the inspection ended before the kill"
+        (acting,) = store.pending("lab")  # the call returned; the agent waits, holding the lock, for the node
+        assert acting.node_name is not None and acting.params == {"return_to": "available"}
+        wait_states(bed, [acting.node_name], {"inspecting", "inspect wait"}, timeout=15)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
         ironic.restart(state, hard=True)  # the conductor crashes too; Ironic fails the interrupted inspection
-        second = hammersmith("--config", str(config), "sweep", "--once", "--apply", "--json", cwd=tmp_path)
-        assert second.returncode == 0, second.stderr
-        assert json.loads(second.stdout)["reconciled"] == 1
-        assert applied(store, flying.node_uuid) == ["reconciled"]  # recorded once, never called again
-        assert store.in_flight("lab") == []
-        (row,) = [r for r in store.actions(node=flying.node_uuid) if r.outcome == "reconciled"]
-        assert row.after is not None and row.finished_at is not None
+        assert bed.node_raw(acting.node_name)["provision_state"] == "inspect failed"
+        outcome = "succeeded"
+        for _ in range(3):  # each sweep follows up as far as the node lets it
+            second = hammersmith("--config", str(config), "sweep", "--once", "--apply", "--json", cwd=tmp_path)
+            assert second.returncode == 0, second.stderr
+            (row,) = [r for r in store.actions(node=acting.node_uuid) if r.id == acting.id]
+            outcome = row.outcome
+            if outcome != "succeeded":
+                break
+        assert outcome == "ineffective" and row.verified_at is not None  # the inspection failed: not fixed
+        assert bed.node_raw(acting.node_name)["provision_state"] == "available"  # back where it was taken from
+        inspections = [r for r in store.actions(node=acting.node_uuid) if r.kind == "inspect" and r.mode == "apply"]
+        assert [r.id for r in inspections] == [acting.id]  # one call, never repeated
     finally:
         store.close()
         if not ironic.load_state().pid:  # type: ignore[union-attr]
@@ -145,14 +151,14 @@ def test_run_agent_sweeps_until_sigterm(bed: Testbed, tmp_path: Path) -> None:
     proc = agent(config, "run", "--json")
     try:
         wait_states(bed, [name], {"available"}, timeout=60)
-        metrics = scrape_agent(proc, until='outcome="succeeded"')
+        metrics = scrape_agent(proc, until='outcome="fixed"')
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped" in out
     # the agent serves its own metrics: what it did, from the ledger, and the snapshot it did it on
-    fixed = 'hammersmith_hammer_actions_total{hammer="error-resetter",outcome="succeeded",site="lab"}'
+    fixed = 'hammersmith_hammer_actions_total{hammer="error-resetter",outcome="fixed",site="lab"}'
     assert any(line.startswith(fixed) and float(line.split()[-1]) >= 1 for line in metrics.splitlines()), metrics
     assert 'hammersmith_snapshot_complete{site="lab"} 1.0' in metrics
     store = open_store(f"sqlite:///{tmp_path / 'hammersmith.sqlite'}")

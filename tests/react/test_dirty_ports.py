@@ -40,7 +40,7 @@ def test_dirty_ports_detach_stale_vifs_on_every_port(bed: Testbed, make_sweeper:
     assert len(vifs(bed, two)) == 2
 
     applied = sweeper.sweep(apply=True)
-    assert sorted(a["node"] for a in applied.actions if a["outcome"] == "succeeded") == [one, two]
+    assert sorted(a["node"] for a in applied.actions if a["outcome"] == "fixed") == [one, two]
     assert vifs(bed, one) == [] and vifs(bed, two) == []
     assert {bm.get_node(n).provision_state for n in (one, two)} == {"available"}
     untouched(before, bed)
@@ -51,7 +51,7 @@ def test_error_teardown_through_a_real_neutron_outage(bed: Testbed, make_sweeper
     (name,) = break_nodes(bed, "error-teardown")
     assert bed.node_raw(name)["provision_state"] == "error"
     result = make_sweeper({"error-resetter": "apply"}).sweep(apply=True)
-    assert [a["outcome"] for a in result.actions if a["node"] == name] == ["succeeded"]
+    assert [a["outcome"] for a in result.actions if a["node"] == name] == ["fixed"]
     fleet.wait_for(bed.conn, [name], {"available"}, 60)  # Neutron is back: the tear down now succeeds
 
 

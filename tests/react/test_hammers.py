@@ -58,33 +58,46 @@ def test_error_resetter(bed: Testbed, make_sweeper: Callable[..., Sweeper], inbo
     assert len(messages) == 1 and teardown in messages[0]["message"] and "runbook" in messages[0]["message"]
 
     applied = sweeper.sweep(apply=True)
-    assert outcomes(applied.actions, teardown) == ["succeeded"] and outcomes(applied.actions, deploy) == ["succeeded"]
-    wait_states(bed, [teardown, deploy], {"available"})
+    assert outcomes(applied.actions, teardown) == ["fixed"] and outcomes(applied.actions, deploy) == ["fixed"]
+    assert {bed.node_raw(n)["provision_state"] for n in (teardown, deploy)} == {"available"}  # verified, not assumed
     untouched(before, bed)
     node = bed.node_raw(teardown)
     assert len(node["extra"][EXTRA_KEY]["error-resetter"]) == 1  # the budget lives on the node too
-    (row,) = [r for r in sweeper.store.actions(node=teardown) if r.outcome == "succeeded"]
-    assert row.before["provision_state"] == "error" and row.after["provision_state"] in (
-        "deleting",
-        "cleaning",
-        "available",
-    )
+    (row,) = [r for r in sweeper.store.actions(node=teardown) if r.outcome == "fixed"]
+    assert row.before["provision_state"] == "error" and row.after["provision_state"] == "available"
+    assert row.verified_at is not None and row.verified_at >= row.started_at
     assert len(messages) == 2  # one message for the applied batch
     sweeper.sweep(apply=True)
     assert len(messages) == 2  # nothing new: no repeat
 
 
 def test_clean_failed(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
+    """The testbed's clean-failed is a failed *manual* clean: the node goes back to manageable, not available."""
     (name,) = break_nodes(bed, "clean-failed")
+    assert bed.node_raw(name)["target_provision_state"] == "manageable"
     before = hands_off_nodes(bed)
     sweeper = make_sweeper({"clean-failed": "observe", "error-resetter": "off"})
     assert outcomes(sweeper.sweep(apply=True).actions, name) == ["observed"]  # mode observe wins over --apply
     assert bed.node_raw(name)["provision_state"] == "clean failed"
     result = make_sweeper({"clean-failed": "apply", "error-resetter": "off"}).sweep(apply=True)
-    assert outcomes(result.actions, name) == ["succeeded"]
-    node = wait_states(bed, [name], {"available"})[name]
-    assert not bed.node_raw(name)["maintenance"] and node["provision_state"] == "available"
+    assert outcomes(result.actions, name) == ["fixed"]
+    (action,) = [a for a in result.actions if a["node"] == name]
+    assert action["kind"] == "manage"
+    node = bed.node_raw(name)
+    assert not node["maintenance"] and node["provision_state"] == "manageable"
     untouched(before, bed)
+    bed.conn.baremetal.set_node_provision_state(name, "provide", wait=True, timeout=60)  # back to the pool
+
+
+def test_clean_failed_after_an_automated_clean_provides_the_node(
+    bed: Testbed, make_sweeper: Callable[..., Sweeper]
+) -> None:
+    (name,) = break_nodes(bed, "clean-failed-automated")
+    assert bed.node_raw(name)["target_provision_state"] == "available"
+    result = make_sweeper({"clean-failed": "apply", "error-resetter": "off"}).sweep(apply=True)
+    (action,) = [a for a in result.actions if a["node"] == name]
+    assert (action["kind"], action["outcome"]) == ("manage-provide", "fixed")
+    assert action["after"]["provision_state"] == "available"
 
 
 def test_stuck_transient_aborts_a_hung_deploy(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
@@ -94,9 +107,13 @@ def test_stuck_transient_aborts_a_hung_deploy(bed: Testbed, make_sweeper: Callab
     assert outcomes(sweeper.sweep(apply=False).actions, name) == ["observed"]
     assert bed.node_raw(name)["provision_state"] == "wait call-back"
     result = sweeper.sweep(apply=True)
-    assert outcomes(result.actions, name) == ["succeeded"]
+    assert outcomes(result.actions, name) == ["fixed"]
     assert bed.node_raw(name)["provision_state"] == "deploy failed"
     untouched(before, bed)
+    # the ramdisk "works" again, so the next tests' error-resetter can tear it down and clean it
+    bed.conn.baremetal.set_node_maintenance(name, reason="hammersmith testbed: restoring interfaces")
+    bed.conn.baremetal.update_node(name, deploy_interface="fake")
+    bed.conn.baremetal.unset_node_maintenance(name)
 
 
 def test_maintenance_doctor_reports_and_never_unsets(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
@@ -112,7 +129,7 @@ def test_stale_inspection_inspects_at_most_k(bed: Testbed, make_sweeper: Callabl
     before = hands_off_nodes(bed)
     sweeper = make_sweeper({"stale-inspection": "apply", "error-resetter": "off"}, inspect_per_sweep=1)
     result = sweeper.sweep(apply=True)
-    (done,) = [a for a in result.actions if a["outcome"] == "succeeded"]
+    (done,) = [a for a in result.actions if a["outcome"] == "fixed"]
     assert result.deferred["stale-inspection"] >= 10
     assert result.summary()["deferred_by_rate_limit"] == result.deferred
     node = wait_states(bed, [done["node"]], {"available"})[done["node"]]
@@ -127,8 +144,7 @@ def test_chronic_fault_stops_after_the_budget(
     (name,) = break_nodes(bed, "error-teardown")
     sweeper = make_sweeper({"error-resetter": "apply"}, notify=[url], budget={"attempts": 2, "window_days": 7})
     for _ in range(2):
-        assert outcomes(sweeper.sweep(apply=True).actions, name) == ["succeeded"]
-        wait_states(bed, [name], {"available"})
+        assert outcomes(sweeper.sweep(apply=True).actions, name) == ["fixed"]
         rebreak(bed, "error-teardown", name)
     result = sweeper.sweep(apply=True)
     assert outcomes(result.actions, name) == ["escalated"]
@@ -157,7 +173,7 @@ def test_chronic_fault_stops_after_the_budget(
     )
     assert ledger.returncode == 0, ledger.stderr
     rows = json.loads(ledger.stdout)
-    assert [r["outcome"] for r in rows] == ["refused", "escalated", "succeeded", "succeeded"]  # newest first
+    assert [r["outcome"] for r in rows] == ["refused", "escalated", "fixed", "fixed"]  # newest first
     assert outcomes(sweeper.sweep(apply=True).actions, name) == ["refused"]
     assert len(sweeper.store.actions(node=name, hammer="error-resetter")) == 4  # same refusal: no new row
     assert rows[-1]["before"]["provision_state"] == "error" and rows[-1]["after"] is not None
@@ -184,10 +200,10 @@ class BadCall(Hammer):
     def matches(self, node: dict, ports: list[dict], policy: object, now: object) -> str | None:
         return "picked by the test" if node["name"] == self.target else None
 
-    def plan(self, found: object, policy: object) -> list[Action]:
+    def plan(self, found: object, node: object, ports: object, policy: object) -> list[Action]:
         return [Action(self.name, found.node_uuid, found.node_name, "nonsense", "test")]  # type: ignore[attr-defined]
 
-    def execute(self, conn: object, action: Action) -> None:
+    def execute(self, conn: object, action: Action, live: object, lease: object) -> None:
         conn.baremetal.set_node_provision_state(action.node_uuid, "no-such-target", wait=False)  # type: ignore
 
 
@@ -228,5 +244,4 @@ def test_incomplete_snapshot_means_no_action(bed: Testbed, make_sweeper: Callabl
     }
     assert all(why == "incomplete snapshot for ironic" for why in result.skipped.values())
     assert bed.node_raw(name)["provision_state"] == "deploy failed"
-    assert outcomes(sweeper.sweep(apply=True).actions, name) == ["succeeded"]  # data complete again: fixed
-    wait_states(bed, [name], {"available"})
+    assert outcomes(sweeper.sweep(apply=True).actions, name) == ["fixed"]  # data complete again: fixed

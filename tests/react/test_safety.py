@@ -54,11 +54,36 @@ def test_must_not_touch() -> None:
 
 
 def test_ironic_fault_maintenance_only_for_the_hammer_that_handles_it() -> None:
-    fault = {"maintenance": True, "fault": "clean failure", "provision_state": "clean failed"}
+    error = "Node u1 failed step bios.apply_configuration"
+    fault = {
+        "maintenance": True,
+        "fault": "clean failure",
+        "provision_state": "clean failed",
+        "maintenance_reason": error,
+        "last_error": error,
+    }
     assert refusal("clean-failed", **fault) is None
     assert refusal("error-resetter", **fault) is not None
     own = {**fault, "maintenance_reason": "hammersmith: clean-failed gave up after 3 attempts: x"}
     assert refusal("clean-failed", **own) is not None  # after escalation nothing retries it
+
+
+def test_an_operators_reason_over_ironics_fault_is_the_operators() -> None:
+    """Ironic keeps `fault` when an operator writes a reason over it: only Ironic's own words are Ironic's."""
+    error = "Node u1 failed step bios.apply_configuration"
+    fault = {"maintenance": True, "fault": "clean failure", "provision_state": "clean failed", "last_error": error}
+    assert (
+        refusal("clean-failed", **fault, maintenance_reason="ann: BIOS battery")
+        == "operator maintenance: ann: BIOS battery"
+    )
+    assert refusal("clean-failed", **fault, maintenance_reason=None) == "operator maintenance (no reason given)"
+    # power sync cleared last_error: the node's history still has the failure Ironic wrote as the reason
+    cleared = {**fault, "last_error": None, "maintenance_reason": error}
+    assert refusal("clean-failed", **cleared).startswith("operator maintenance")
+    try:
+        may_touch(load()["clean-failed"], node(**cleared), Policy(), NOW, history_error=error)
+    except Refused as exc:
+        raise AssertionError(f"Ironic's own maintenance refused: {exc}") from None
 
 
 def test_grace_period() -> None:
@@ -67,11 +92,27 @@ def test_grace_period() -> None:
     assert refusal("error-resetter", Policy(grace_minutes=0), updated_at=recent) is None
 
 
+def test_grace_uses_the_latest_change_ironic_records() -> None:
+    """updated_at alone is not enough: a provision or inspection change inside the grace period counts too."""
+    recent = (NOW - timedelta(minutes=2)).isoformat()
+    for field in ("provision_updated_at", "inspection_started_at", "inspection_finished_at"):
+        assert refusal("error-resetter", **{field: recent}) == "changed 120 s ago (grace 10 min)"
+
+
 def test_attempts_recorded_on_the_node_count_within_the_window() -> None:
     stamps = [(NOW - timedelta(days=d)).isoformat() for d in (1, 2, 9)]
     n = node(extra={EXTRA_KEY: {"error-resetter": stamps, "clean-failed": [NOW.isoformat()]}})
     assert attempts_in_node(n, "error-resetter", NOW - timedelta(days=7)) == 2
     assert attempts_in_node(node(), "error-resetter", NOW - timedelta(days=7)) == 0
+
+
+def test_a_malformed_attempt_record_refuses_that_node_only() -> None:
+    since = NOW - timedelta(days=7)
+    for bad in ("yesterday", ["2026-11-24T12:00:00"], ["not a date"], [42], {"x": 1}):
+        record = {EXTRA_KEY: {"error-resetter": bad}} if not isinstance(bad, str) else {EXTRA_KEY: bad}
+        with pytest.raises(Refused, match=EXTRA_KEY):
+            attempts_in_node(node(extra=record), "error-resetter", since)
+    assert attempts_in_node(node(extra={EXTRA_KEY: {"clean-failed": ["x"]}}), "error-resetter", since) == 0
 
 
 def test_breaker_percent_and_absolute_cap() -> None:

@@ -75,7 +75,7 @@ def demo(
                     sweeps.append({**result.summary(), "actions": result.actions})
                     if not as_json:
                         render_result(result)
-                    if not any(a["outcome"] == "succeeded" for a in result.actions):
+                    if not any(a["outcome"] in ("fixed", "succeeded", "ineffective") for a in result.actions):
                         break
                     with console.status("waiting for Ironic to finish what the hammers started", spinner="dots"):
                         settle(state)

@@ -19,7 +19,10 @@ from hammersmith.react import incidents
 from hammersmith.react.sweep import Result, Sweeper
 
 OUTCOME_STYLE = {
+    "fixed": "bold green",
     "succeeded": "green",
+    "ineffective": "bold red",
+    "unverified": "red",
     "failed": "bold red",
     "refused": "yellow",
     "observed": "cyan",
@@ -38,7 +41,7 @@ def render_result(result: Result) -> None:
         table.add_column(column, overflow="fold")
     for a in result.actions:
         detail = a["reason"]
-        if "before" in a:
+        if a.get("before") and a.get("after"):
             detail = f"{a['before']['provision_state']} -> {a['after']['provision_state']}"
         style = OUTCOME_STYLE.get(a["outcome"], "")
         table.add_row(a["node"], a["hammer"], a["kind"], a["mode"], f"[{style}]{a['outcome']}[/]", detail[:200])
@@ -53,6 +56,10 @@ def render_result(result: Result) -> None:
         )
     for name, why in result.skipped.items():
         console.print(f"[yellow]{name} skipped:[/] {why}")
+    for v in result.verified:
+        console.print(f"earlier action #{v['action_id']} on {v['node']}: {v['outcome']}")
+    if result.error:
+        console.print(f"[bold red]sweep failed after its snapshot:[/] {result.error}")
     for name, count in result.deferred.items():
         console.print(f"{count} more {name} action(s) deferred to later sweeps by its rate limit")
 
@@ -76,6 +83,8 @@ def sweep(
         emit_json({**result.summary(), "actions": result.actions, "findings": [f.to_dict() for f in result.findings]})
     else:
         render_result(result)
+    if result.error:  # recorded and notified; the exit status says so too
+        raise typer.Exit(1)
 
 
 def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False) -> None:

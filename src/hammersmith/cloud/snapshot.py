@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import cached_property
 from typing import Any, Literal
 
@@ -77,6 +78,12 @@ class Snapshot:
     data: dict[str, list[dict[str, Any]] | None]
     services: dict[str, ServiceRead]
     requests: dict[str, int] = field(default_factory=dict)
+    #: Ironic's own clock (the node listing's `Date` header): grace and ages are judged on it, not the agent's
+    server_time: datetime | None = None
+
+    @property
+    def now(self) -> datetime:
+        return self.server_time or self.started_at
 
     @property
     def duration(self) -> float:
@@ -125,8 +132,18 @@ class Snapshot:
         }
 
 
-def _fetch(client: ks_adapter.Adapter, listing: Listing, page_size: int) -> list[dict[str, Any]]:
-    """All items of one listing, page by page."""
+def server_date(response: Any) -> datetime | None:
+    """The service's clock from its `Date` header (RFC 7231), or None."""
+    try:
+        return parsedate_to_datetime(response.headers["Date"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _fetch(
+    client: ks_adapter.Adapter, listing: Listing, page_size: int, dates: dict[str, datetime]
+) -> list[dict[str, Any]]:
+    """All items of one listing, page by page; the first page's `Date` goes into `dates`."""
     items: list[dict[str, Any]] = []
     params = dict(listing.params)
     while True:
@@ -141,12 +158,16 @@ def _fetch(client: ks_adapter.Adapter, listing: Listing, page_size: int) -> list
         except ks_exc.ClientException as exc:
             raise ListingFailed(f"{listing.name}: {exc}") from None
         if response.status_code >= 300:
-            raise ListingFailed(f"{listing.name}: HTTP {response.status_code} from {listing.path}: {_fault(response)}")
+            raise ListingFailed(
+                f"{listing.name}: HTTP {response.status_code} from {listing.path}: {fault_text(response)}"
+            )
         try:
             body = response.json()
             page = body[listing.key]
         except (ValueError, KeyError, TypeError):
             raise ListingFailed(f"{listing.name}: answer is not the expected JSON list '{listing.key}'") from None
+        if listing.name not in dates and (date := server_date(response)):
+            dates[listing.name] = date
         items.extend(page)
         more = body.get("next") or any(link.get("rel") == "next" for link in body.get(f"{listing.key}_links", []))
         if not (listing.paginated and more and page):
@@ -159,7 +180,7 @@ def _reason(exc: Exception) -> str:
     return "connection refused" if "Connection refused" in text else text.splitlines()[0][:200]
 
 
-def _fault(response: Any) -> str:
+def fault_text(response: Any) -> str:
     """The service's own error text, whatever envelope it uses."""
     try:
         body = response.json()
@@ -201,7 +222,7 @@ def take(site: SiteConnection) -> Snapshot:
         try:
             return (
                 listing,
-                _fetch(clients[listing.service_type], listing, site.site.page_size),
+                _fetch(clients[listing.service_type], listing, site.site.page_size, dates),
                 None,
                 time.perf_counter() - t0,
             )
@@ -209,6 +230,7 @@ def take(site: SiteConnection) -> Snapshot:
             return listing, None, str(exc), time.perf_counter() - t0
 
     data: dict[str, list[dict[str, Any]] | None] = {}
+    dates: dict[str, datetime] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
         for listing, items, error, seconds in pool.map(run, wanted):
             read = services[SERVICES[listing.service_type]]
@@ -221,4 +243,4 @@ def take(site: SiteConnection) -> Snapshot:
         if services[SERVICES[listing.service_type]].status == "incomplete":
             data[listing.name] = None
     requests = {s: n - before.get(s, 0) for s, n in site.requests.snapshot().items() if n > before.get(s, 0)}
-    return Snapshot(site.name, started, datetime.now(UTC), data, services, requests)
+    return Snapshot(site.name, started, datetime.now(UTC), data, services, requests, dates.get("nodes"))

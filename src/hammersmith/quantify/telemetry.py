@@ -40,6 +40,8 @@ class LedgerView:
     """The store's durable facts about a site's hammers, read once per cycle (not per scrape)."""
 
     actions: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: hammer -> (verified fixes, total seconds from action to verified fix)
+    mttr: dict[str, tuple[int, float]] = field(default_factory=dict)
     breaker_open: bool = False
     last_sweep_ok: datetime | None = None
 
@@ -49,6 +51,7 @@ class LedgerView:
         sweep = store.last_sweep(site)
         return cls(
             actions=store.action_counts(site),
+            mttr=store.mttr(site),
             breaker_open=bool(breaker and breaker.is_open),
             last_sweep_ok=sweep.finished_at if sweep else None,
         )

@@ -185,7 +185,7 @@ class IncidentProcessor:
             parts.append(f"{a['hammer']} {a['kind']} {a['node']}: {a['outcome']} (ledger #{a.get('action_id')})")
             if a["reason"]:
                 parts[-1] += f": {a['reason']}"
-        if any(a["outcome"] in ("succeeded", "failed", "escalated", "observed") for a in result.actions):
+        if any(a["outcome"] not in ("refused",) for a in result.actions):
             return "action", "; ".join(parts)
         return "no_action", "refused by the safety layer: " + "; ".join(parts)
 

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 import apprise
 
+from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Site
+from hammersmith.detect.handsoff import OWN_REASON_PREFIX
 from hammersmith.react import runbooks
 from hammersmith.react.hammers import Action, Hammer
 from hammersmith.store import Store
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: what an applied action's outcome must be to be told (refusals and observations are findings' business)
+NOTIFIED_OUTCOMES = ("succeeded", "failed", "fixed", "ineffective", "unverified")
 #: failed deliveries per site since this process started (the exporter's hammersmith_notification_failures_total)
 FAILURES: Counter[str] = Counter()
 
@@ -52,7 +56,7 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result, base_u
     """One message: this sweep's actions, plus findings nobody was told about yet."""
     lines = []
     for a in result.actions:
-        if a["mode"] == "apply" and a["outcome"] in ("succeeded", "failed"):
+        if a["mode"] == "apply" and a["outcome"] in NOTIFIED_OUTCOMES:
             if store.mark_notified(site_name, f"action:{a['hammer']}:{a['node_uuid']}:{result.started_at.isoformat()}"):
                 lines.append(
                     f"- {a['outcome']}: {a['hammer']} {a['kind']} on {a['node']} ({a['reason']}) "
@@ -67,6 +71,33 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result, base_u
             lines.append(f"- found: {f.check} on {f.node_name}: {f.summary} runbook: {runbook(base_url, f.check)}")
     if lines:
         send(site, site_name, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))
+
+
+def forget_resolved(store: Store, site_name: str, result: Result, snap: Snapshot, evaluated: set[str]) -> None:
+    """A finding no longer seen (by a hammer that ran on complete data), or an escalation a human has released
+    (the node is out of hammersmith's maintenance), is resolved: if it comes back, it is news again."""
+    found = {(f.check, f.node_uuid) for f in result.findings}
+    keys = []
+    for key in store.notification_keys(site_name, "finding:"):
+        _, check, node, *_ = key.split(":", 3)
+        if check in evaluated and (check, node) not in found:
+            keys.append(key)
+    ours = {
+        n["uuid"]
+        for n in snap.nodes
+        if n.get("maintenance") and (n.get("maintenance_reason") or "").startswith(OWN_REASON_PREFIX)
+    }
+    if snap.complete("ironic"):
+        for key in store.notification_keys(site_name, "escalate:"):
+            _, _hammer, node, *_ = key.split(":", 3)
+            if node not in ours:
+                keys.append(key)
+    store.forget_notifications(site_name, keys)
+
+
+def sweep_failed(site: Site, site_name: str, error: str) -> None:
+    """A sweep broke after its snapshot: what it did is recorded; say so, every time (each is news)."""
+    send(site, site_name, f"hammersmith [{site_name}]: sweep failed", f"{error}\nSee the agent's log and the ledger.")
 
 
 def escalation(

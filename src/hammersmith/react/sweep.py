@@ -1,16 +1,23 @@
 """A sweep: one site, one snapshot, every hammer, through the safety layer, into the ledger.
 
-Read it top to bottom: reconcile what a crash left in flight -> snapshot -> detect -> plan ->
-static guards -> breaker -> per action: budget/escalate, rate, lock, re-fetch + re-check,
-intent, API call, result. Observe mode stops before the lock and records what it would do.
-An alert (act_on) enters the same path at "plan", from the live node instead of a snapshot.
+Read it top to bottom: reconcile what a crash left in flight -> snapshot -> verify earlier actions
+(follow-ups, fixed or ineffective) -> detect -> plan -> static guards -> budget (escalate when spent
+or when the same action was ineffective), rate -> breaker (distinct nodes) -> per action: lock,
+re-fetch + re-check, intent (breaker and hourly rate decided atomically with it), API call -> wait
+for the nodes to settle -> follow-ups -> verify: fixed, ineffective, or left pending for a later sweep.
+Observe mode stops before the lock and records what it would do. An alert (act_on) enters the same
+path at "plan", from the live node instead of a snapshot.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
+from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -26,6 +33,10 @@ from hammersmith.react import hammers as registry
 from hammersmith.react import notify, safety
 from hammersmith.react.hammers import Action, Hammer
 from hammersmith.store import Store
+from hammersmith.store.ledger import Denied, Guard, describe, stable
+from hammersmith.store.models import ActionRow
+
+log = logging.getLogger(__name__)
 
 #: node fields kept as "before"/"after" in the ledger
 FIELDS = (
@@ -36,27 +47,16 @@ FIELDS = (
     "last_error",
     "power_state",
     "instance_uuid",
+    "fault",
     "updated_at",
 )
-Outcome = Literal["observed", "refused", "succeeded", "failed", "escalated"]
+Outcome = Literal[
+    "observed", "refused", "succeeded", "failed", "escalated", "fixed", "ineffective", "unverified", "reconciled"
+]
 
 
 def agent_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def agent_gone(agent: str | None) -> bool:
-    """True when `agent` names a process on this host that no longer runs."""
-    host, _, pid = (agent or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def fields(node: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +77,10 @@ class Result:
     reconciled: int = 0
     deferred: dict[str, int] = field(default_factory=dict)
     snapshot: snapshot_mod.Snapshot | None = None
+    #: earlier actions verified (or followed up) at the start of this sweep
+    verified: list[dict[str, Any]] = field(default_factory=list)
+    #: what broke the sweep after its snapshot (the sweep still records itself and notifies)
+    error: str | None = None
     #: False for an alert's action: each incident links its own ledger row, even a repeated refusal
     dedupe: bool = True
 
@@ -106,8 +110,22 @@ class Result:
             "breaker": self.breaker,
             "skipped": self.skipped,
             "reconciled": self.reconciled,
+            "verified": dict(Counter(v["outcome"] for v in self.verified)),
             "deferred_by_rate_limit": self.deferred,
+            "error": self.error,
         }
+
+
+@dataclass
+class Acting:
+    """An action whose API call returned, waiting (under its lock) for the node to settle and be verified."""
+
+    hammer: Hammer
+    action: Action
+    action_id: int
+    lease: safety.Lease
+    before: dict[str, Any]
+    after: dict[str, Any] | None = None
 
 
 class Sweeper:
@@ -139,7 +157,8 @@ class Sweeper:
 
     # -- start-up ------------------------------------------------------------------------
     def reconcile(self) -> int:
-        """Settle actions a crash left in flight: look at the live node, record it, never repeat the call.
+        """Settle actions (escalations included) a crash left in flight: look at the live node, record it, never
+        repeat the call.
 
         Another agent's action still under way is left alone: its agent must be a dead process on
         this host, or its node lock must have expired.
@@ -147,7 +166,7 @@ class Sweeper:
         settled = 0
         stale_before = datetime.now(UTC) - timedelta(seconds=self.policy.lock_ttl_seconds)
         for row in self.store.in_flight(self.site_name):
-            if not (agent_gone(row.agent) or (row.started_at and row.started_at < stale_before)):
+            if not (safety.agent_gone(row.agent) or (row.started_at and row.started_at < stale_before)):
                 continue
             try:
                 after: dict[str, Any] | None = fields(safety.live_node(self.conn, row.node_uuid))
@@ -166,10 +185,23 @@ class Sweeper:
 
     # -- the sweep -------------------------------------------------------------------------
     def sweep(self, apply: bool = False) -> Result:
-        now = datetime.now(UTC)
-        result = Result(self.site_name, apply, now, reconciled=self.reconcile())
+        result = Result(self.site_name, apply, datetime.now(UTC), reconciled=self.reconcile())
         snap = result.snapshot = snapshot_mod.take(self.connection)
-        now = snap.started_at
+        evaluated: set[str] = set()
+        try:
+            busy = self._verify_pending(result, snap)
+            candidates = self._plan(result, snap, busy, evaluated)
+            self._act(result, candidates, apply, snap.now, lambda: len(snap.nodes))
+        except Exception as exc:  # a store or API failure mid-sweep: record what was done, tell someone
+            log.exception("site %s: sweep failed after its snapshot", self.site_name)
+            result.error = safety.short_error(exc)
+        self._finish(result, snap, evaluated)
+        return result
+
+    def _plan(
+        self, result: Result, snap: snapshot_mod.Snapshot, busy: dict[str, str], evaluated: set[str]
+    ) -> list[tuple[Hammer, Action, dict[str, Any]]]:
+        """Detect with every hammer that is not off and has complete data; plan; apply the static guards."""
         hammers = {n: h for n, h in registry.load().items() if self.policy.mode(n) != "off"}
         candidates: list[tuple[Hammer, Action, dict[str, Any]]] = []
         by_uuid = {n["uuid"]: n for n in snap.nodes}
@@ -179,6 +211,7 @@ class Sweeper:
                     s for s in hammer.reads if not snap.complete(s)
                 )
                 continue
+            evaluated.add(name)
             for found in hammer.detect(snap, self.policy):
                 result.findings.append(found)
                 self.store.record_finding(
@@ -189,33 +222,63 @@ class Sweeper:
                     summary=found.summary,
                     detail=found.detail,
                 )
-                for action in hammer.plan(found, self.policy):
-                    node = by_uuid[action.node_uuid]
+                node = by_uuid[found.node_uuid]
+                ports = snap.ports_by_node.get(found.node_uuid, [])
+                for action in hammer.plan(found, node, ports, self.policy):
                     try:
-                        safety.may_touch(hammer, node, self.policy, now)
+                        if action.node_uuid in busy:
+                            raise safety.Refused(busy[action.node_uuid])
+                        history = safety.history_error(self.conn, node["uuid"]) if safety.needs_history(node) else None
+                        safety.may_touch(hammer, node, self.policy, snap.now, history)
                     except safety.Refused as exc:
                         self._record(result, action, "refused", str(exc), node)
                         continue
                     candidates.append((hammer, action, node))
-        self._act(result, candidates, apply, now, lambda: len(snap.nodes))
-        notify.sweep_batch(self.store, self.site, self.site_name, result, self.settings.http.base_url)
+        return candidates
+
+    def _finish(self, result: Result, snap: snapshot_mod.Snapshot, evaluated: set[str]) -> None:
+        """Notify, forget what was resolved, apply retention, and record the sweep, each step on its own."""
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("notify", lambda: notify.sweep_batch(self.store, self.site, self.site_name, result, self.base_url)),
+            ("forget resolved", lambda: notify.forget_resolved(self.store, self.site_name, result, snap, evaluated)),
+            ("retention", lambda: self._purge(snap.now)),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                log.warning("site %s: %s after the sweep failed: %s", self.site_name, what, safety.short_error(exc))
+                result.error = result.error or f"{what}: {safety.short_error(exc)}"
+        if result.error:
+            notify.sweep_failed(self.site, self.site_name, result.error)  # never raises
         self.store.record_sweep(
             site=self.site_name,
             started_at=result.started_at,
             finished_at=datetime.now(UTC),
-            ok=not snap.incomplete,
+            ok=not snap.incomplete and not result.error,
             summary=result.summary(),
         )
-        return result
+
+    def _purge(self, now: datetime) -> None:
+        keep = self.policy.retention
+        self.store.purge(
+            self.site_name,
+            findings_before=now - timedelta(days=keep.findings_days),
+            actions_before=now - timedelta(days=keep.ledger_days),
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.http.base_url
 
     def act_on(self, hammer_name: str, node_ref: str, apply: bool = True) -> Result:
         """One hammer on one node, because an alert said so: re-read the live node (and its ports),
         ask the hammer whether it still matches, plan, then the sweep's own path (may_touch,
-        budget/escalate, rate, breaker, lock, re-check, ledger, API call). `result.skipped["alert"]`
-        says why nothing was planned; every planned action is in `result.actions` with its ledger row.
+        budget/escalate, rate, breaker, lock, re-check, ledger, API call, verification).
+        `result.skipped["alert"]` says why nothing was planned; every planned action is in
+        `result.actions` with its ledger row.
         """
-        now = datetime.now(UTC)
-        result = Result(self.site_name, apply, now, dedupe=False)
+        result = Result(self.site_name, apply, datetime.now(UTC), dedupe=False)
         hammer = registry.load().get(hammer_name)
         if hammer is None:
             result.skipped["alert"] = f"no hammer named {hammer_name!r}"
@@ -224,31 +287,74 @@ class Sweeper:
             result.skipped["alert"] = f"hammer {hammer_name} is off at site {self.site_name}"
             return result
         try:
-            node = safety.live_node(self.conn, node_ref)
+            now = safety.live(self.conn, node_ref)
         except NotFoundException:
             result.skipped["alert"] = f"node {node_ref!r} not found in Ironic"
             return result
+        node = now.node
+        history = safety.history_error(self.conn, node["uuid"]) if safety.needs_history(node) else None
         try:  # a hands-off node says why before "no longer matches" could hide it
-            safety.may_touch(hammer, node, self.policy, now)
+            safety.may_touch(hammer, node, self.policy, now.now, history)
         except safety.Refused as exc:
             result.skipped["alert"] = f"refused by the safety layer: {exc}"
             return result
-        summary = hammer.matches(node, safety.live_ports(self.conn, node["uuid"]), self.policy, now)
+        summary = hammer.matches(node, now.ports, self.policy, now.now)
         if not summary:
             result.skipped["alert"] = f"{hammer_name} no longer matches node {node.get('name') or node['uuid']}"
             return result
         found = finding(hammer_name, node, summary, node.get("last_error") or "", node.get("provision_updated_at"))
         result.findings.append(found)
-        candidates = [(hammer, action, node) for action in hammer.plan(found, self.policy)]
+        candidates = [(hammer, action, node) for action in hammer.plan(found, node, now.ports, self.policy)]
         if not candidates:
             result.skipped["alert"] = f"{hammer_name} reports only: it plans no action ({summary})"
-        self._act(result, candidates, apply, now, self._fleet_size)
+        self._act(result, candidates, apply, now.now, self._fleet_size)
         return result
 
     def _fleet_size(self) -> int:
         """Nodes at the site now, for the breaker's percentage when no snapshot is at hand."""
         return sum(1 for _ in self.conn.baremetal.nodes(fields=["uuid"]))
 
+    # -- verification of earlier actions ---------------------------------------------------
+    def _verify_pending(self, result: Result, snap: snapshot_mod.Snapshot) -> dict[str, str]:
+        """Earlier actions whose node was still busy: follow up and verify those settled now (under their locks,
+        waiting as an acting sweep does); return the nodes still pending, with the reason other hammers must leave
+        them alone meanwhile. Survives restarts: the pending state is the ledger row."""
+        busy: dict[str, str] = {}
+        by_uuid = {n["uuid"]: n for n in snap.nodes}
+        hammers = registry.load()
+        with ExitStack() as locks:
+            ready = []
+            for row in self.store.pending(self.site_name):
+                node, hammer = by_uuid.get(row.node_uuid), hammers.get(row.hammer)
+                wait = f"action #{row.id} ({row.hammer} {row.kind}) is still being verified"
+                if node is None or hammer is None:
+                    why = "node no longer exists" if node is None else f"hammer {row.hammer} is not installed"
+                    self._settle_row(result, row, "unverified", why, row.after)
+                elif not safety.settled(node):
+                    expired = row.started_at and snap.now - row.started_at > timedelta(
+                        minutes=self.policy.verify_timeout_minutes
+                    )
+                    if expired and not row.params.get("return_to"):  # a follow-up never expires: it returns the node
+                        why = f"did not settle within {self.policy.verify_timeout_minutes:g} min"
+                        self._settle_row(result, row, "unverified", why, fields(node))
+                    else:
+                        busy[row.node_uuid] = wait
+                else:
+                    busy[row.node_uuid] = wait
+                    try:
+                        lease = locks.enter_context(self._lock(row.node_uuid))
+                    except safety.Refused:
+                        continue
+                    ready.append(Acting(hammer, as_action(row), row.id, lease, row.before or {}, row.after))
+            left = self._settle(result, ready, self.policy.verify_seconds, verified=result.verified)
+        done = {a.action.node_uuid for a in ready} - {a.action.node_uuid for a in left}
+        return {uuid: why for uuid, why in busy.items() if uuid not in done}
+
+    def _settle_row(self, result: Result, row: ActionRow, outcome: str, why: str, after: dict[str, Any] | None) -> None:
+        self.store.finish_action(row.id, outcome=outcome, reason=f"{row.reason}; {why}", after=after)
+        result.verified.append({"action_id": row.id, "node": row.node_name, "outcome": outcome})
+
+    # -- acting ------------------------------------------------------------------------------
     def _act(
         self,
         result: Result,
@@ -257,28 +363,43 @@ class Sweeper:
         now: datetime,
         fleet: Callable[[], int],
     ) -> None:
-        """The path every planned action takes, whatever triggered it: budget and rate, breaker, then act or observe."""
+        """The path every planned action takes, whatever triggered it: budget and rate, breaker, then act or observe;
+        the acted nodes are then waited on together and verified."""
         acting, observing = [], []
         for candidate in self._budget_and_rate(result, candidates, apply, now):
             (acting if apply and self.policy.mode(candidate[0].name) == "apply" else observing).append(candidate)
-        if acting and not self._breaker_allows(result, acting, fleet(), now):
+        size = fleet() if acting else 0
+        if acting and not self._breaker_allows(result, acting, size, now):
             acting = []
-        for hammer, action, node in acting:
-            self._apply(result, hammer, action, node)
+        with ExitStack() as locks:  # every acted node stays locked until it is verified (or left pending)
+            started = [a for h, action, node in acting if (a := self._apply(result, h, action, node, size, locks))]
+            self._settle(result, started, self.policy.verify_seconds)
         for _hammer, action, node in observing:
             self._record(result, action, "observed", f"would {action.kind}: {action.why}", node, "observe")
 
     def _budget_and_rate(
         self, result: Result, candidates: list[tuple[Hammer, Action, dict[str, Any]]], apply: bool, now: datetime
     ) -> list[tuple[Hammer, Action, dict[str, Any]]]:
-        """Escalate exhausted budgets; keep each hammer within its per-sweep and per-hour rate."""
+        """Escalate exhausted budgets and actions already shown ineffective; keep each hammer within its
+        per-sweep and per-hour rate."""
         kept = []
         per_sweep: dict[str, int] = {}
         hour_ago = now - timedelta(hours=1)
+        window = now - timedelta(days=self.policy.budget.window_days)
         for hammer, action, node in candidates:
-            used = safety.attempts(self.store, self.site_name, hammer.name, node, self.policy, now)
+            acts = apply and self.policy.mode(hammer.name) == "apply"
+            try:
+                used = safety.attempts(self.store, self.site_name, hammer.name, node, self.policy, now)
+            except safety.Refused as exc:  # an unreadable record on one node refuses that node only
+                self._record(result, action, "refused", str(exc), node)
+                continue
             if used >= self.policy.budget.attempts:
-                self._escalate(result, hammer, action, node, used, apply and self.policy.mode(hammer.name) == "apply")
+                self._escalate(result, hammer, action, node, f"gave up after {used} attempts", acts)
+                continue
+            if self.store.ineffective(
+                site=self.site_name, hammer=hammer.name, node_uuid=node["uuid"], kind=action.kind, since=window
+            ):
+                self._escalate(result, hammer, action, node, f"gave up: its last {action.kind} was ineffective", acts)
                 continue
             count = per_sweep.get(hammer.name, 0)
             hourly = self.store.applied_count(site=self.site_name, hammer=hammer.name, since=hour_ago) if apply else 0
@@ -293,83 +414,234 @@ class Sweeper:
     def _breaker_allows(
         self, result: Result, batch: list[tuple[Hammer, Action, dict[str, Any]]], fleet: int, now: datetime
     ) -> bool:
-        """Fail closed: an open breaker, or a batch that trips it, applies nothing."""
+        """Fail closed: an open breaker, or a batch that trips it, applies nothing. Nodes are counted, not actions:
+        retries on one node are the budget's business. (begin_action decides again, atomically, per action.)"""
         state = self.store.breaker(self.site_name)
         if state is None or not state.is_open:
-            since = now - timedelta(minutes=self.policy.breaker.window_minutes)
-            verdict = safety.breaker_verdict(
-                len(batch), self.store.applied_count(site=self.site_name, since=since), fleet, self.policy
-            )
+            recent = self.store.acted_nodes(self.site_name, now - timedelta(minutes=self.policy.breaker.window_minutes))
+            known = {uuid for _, uuid, _ in recent}
+            new = {action.node_uuid for _, action, _ in batch} - known
+            verdict = safety.breaker_verdict(len(new), len(known), fleet, self.policy)
             if not verdict.trip:
                 return True
-            self.store.open_breaker(self.site_name, verdict.reason)
+            driven = describe([*recent, *((a.hammer, a.node_uuid, a.node_name) for _, a, _ in batch)])
+            self.store.open_breaker(self.site_name, f"{verdict.reason}; driven by {driven}")
             state = self.store.breaker(self.site_name)
             assert state is not None
             notify.breaker_opened(self.store, self.site, self.site_name, state.reason, state.opened_at)
-        assert state is not None
         result.breaker = state.reason
         for _, action, node in batch:
             self._record(result, action, "refused", f"circuit breaker open: {state.reason}", node, "apply")
         return False
 
+    def _guard(self, fleet: int) -> Guard:
+        def verdict(nodes: int) -> str:
+            decided = safety.breaker_verdict(nodes, 0, fleet, self.policy)
+            return decided.reason if decided.trip else ""
+
+        return Guard(self.policy.rate.per_hour, self.policy.breaker.window_minutes, verdict)
+
+    def _lock(self, node_uuid: str) -> Any:
+        return safety.node_lock(self.store, self.site_name, node_uuid, self.agent, self.policy.lock_ttl_seconds)
+
     def _escalate(
-        self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any], used: int, apply: bool
+        self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any], why: str, apply: bool
     ) -> None:
-        """Give up: put the node in maintenance with our reason (so nothing retries it) and tell a human."""
-        reason = f"hammersmith: {hammer.name} gave up after {used} attempts"
+        """Give up: put the node in maintenance with our reason (so nothing retries it) and tell a human.
+        Write-ahead like every action: the intent row first, then the maintenance call."""
+        reason = f"hammersmith: {hammer.name} {why}"
+        escalate = replace(action, kind="escalate", params={})
         if not apply:
             self._record(result, action, "observed", f"would escalate: {reason}", node, "observe")
             return
         try:
-            with safety.node_lock(
-                self.store, self.site_name, action.node_uuid, self.agent, self.policy.lock_ttl_seconds
-            ):
-                node = safety.recheck(hammer, action, self.conn, self.policy, datetime.now(UTC))
-                reason = f"{reason}: {safety.last_error(self.conn, node) or action.why}"
-                self.conn.baremetal.set_node_maintenance(action.node_uuid, reason=reason[:255])
-        except safety.Refused as exc:
-            self._record(result, action, "refused", f"escalation not needed: {exc}", node, "apply")
-            return
-        except Exception as exc:
-            self._record(result, action, "refused", f"escalation failed: {safety.short_error(exc)}", node, "apply")
-            return
-        self._record(result, replace(action, kind="escalate", params={}), "escalated", reason, node, "apply")
-        notify.escalation(self.store, self.site, self.site_name, hammer, action, reason, self.settings.http.base_url)
-
-    def _apply(self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any]) -> None:
-        try:
-            with safety.node_lock(
-                self.store, self.site_name, action.node_uuid, self.agent, self.policy.lock_ttl_seconds
-            ):
-                live = safety.recheck(hammer, action, self.conn, self.policy, datetime.now(UTC))
+            with self._lock(action.node_uuid):
+                live = safety.recheck(hammer, action, self.conn, self.policy)
+                reason = f"{reason}: {safety.last_error(self.conn, live.node) or action.why}"[:255]
                 action_id = self.store.begin_action(
                     site=self.site_name,
                     hammer=hammer.name,
                     node_uuid=action.node_uuid,
                     node_name=action.node_name,
                     trigger=self.trigger,
-                    kind=action.kind,
-                    params=action.params,
-                    before=fields(live),
+                    kind="escalate",
+                    params={"reason": reason},
+                    before=fields(live.node),
                     agent=self.agent,
                 )
                 try:
-                    recorded = safety.record_attempt(self.conn, live, hammer.name, self.policy, datetime.now(UTC))
-                    hammer.execute(self.conn, action)
-                except Exception as exc:  # an API error is a failed attempt, never a crash of the agent
+                    safety.call(self.conn, "put", f"/nodes/{action.node_uuid}/maintenance", {"reason": reason})
+                except Exception as exc:
                     self.store.finish_action(action_id, outcome="failed", error=safety.short_error(exc))
-                    result.add(action, "failed", "apply", safety.short_error(exc), action_id=action_id)
+                    result.add(escalate, "failed", "apply", safety.short_error(exc), action_id=action_id)
                     return
-                after_node = safety.live_node(self.conn, action.node_uuid)
-                if not recorded:  # the node was mid-transition before; an abort has usually settled it
-                    safety.record_attempt(self.conn, after_node, hammer.name, self.policy, datetime.now(UTC))
-                after = fields(after_node)
-                self.store.finish_action(action_id, outcome="succeeded", after=after)
-                result.add(
-                    action, "succeeded", "apply", action.why, before=fields(live), after=after, action_id=action_id
-                )
+                self.store.finish_action(action_id, outcome="escalated", reason=reason, after=self._after(action))
         except safety.Refused as exc:
+            self._record(result, action, "refused", f"escalation not needed: {exc}", node, "apply")
+            return
+        result.add(escalate, "escalated", "apply", reason, action_id=action_id)
+        notify.escalation(self.store, self.site, self.site_name, hammer, action, reason, self.base_url)
+
+    def _after(self, action: Action) -> dict[str, Any] | None:
+        """The node after an action, for the ledger; None if it cannot be read (recorded, never raised)."""
+        try:
+            return fields(safety.live_node(self.conn, action.node_uuid))
+        except Exception:
+            return None
+
+    def _apply(
+        self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any], fleet: int, locks: ExitStack
+    ) -> Acting | None:
+        """Lock, re-check, write the intent (breaker and rate decided with it), call the API. The lock is kept in
+        `locks` until the node is verified. None when refused or failed (already recorded)."""
+        held = ExitStack()
+        try:
+            lease = held.enter_context(self._lock(action.node_uuid))
+            live = safety.recheck(hammer, action, self.conn, self.policy)
+            action_id = self.store.begin_action(
+                site=self.site_name,
+                hammer=hammer.name,
+                node_uuid=action.node_uuid,
+                node_name=action.node_name,
+                trigger=self.trigger,
+                kind=action.kind,
+                params=action.params,
+                before=fields(live.node),
+                agent=self.agent,
+                guard=self._guard(fleet),
+            )
+        except Denied as exc:
+            held.close()
+            if exc.opened:
+                state = self.store.breaker(self.site_name)
+                if state is not None:
+                    result.breaker = state.reason
+                    notify.breaker_opened(self.store, self.site, self.site_name, state.reason, state.opened_at)
             self._record(result, action, "refused", str(exc), node, "apply")
+            return None
+        except safety.Refused as exc:
+            held.close()
+            self._record(result, action, "refused", str(exc), node, "apply")
+            return None
+        except Exception as exc:  # the re-check's read or the intent's write failed: nothing was called
+            held.close()
+            self._record(result, action, "refused", f"not re-checked: {safety.short_error(exc)}", node, "apply")
+            return None
+        except BaseException:
+            held.close()
+            raise
+        locks.enter_context(held)  # held until verified (or left pending) with the rest of the batch
+        before = fields(live.node)
+        try:
+            recorded = safety.record_attempt(self.conn, live.node, hammer.name, self.policy, live.now)
+            hammer.execute(self.conn, action, live, lease)
+        except safety.Locked as exc:  # someone else is working on the node: stop here, do not wait or go on
+            self.store.finish_action(action_id, outcome="refused", reason=str(exc), after=self._after(action))
+            result.add(action, "refused", "apply", str(exc), action_id=action_id)
+            return None
+        except Exception as exc:  # an API error is a failed attempt, never a crash of the agent
+            error = safety.short_error(exc)
+            self.store.finish_action(action_id, outcome="failed", error=error, after=self._after(action))
+            result.add(action, "failed", "apply", error, action_id=action_id)
+            return None
+        acting = Acting(hammer, action, action_id, lease, before)
+        try:  # the call returned: from here on a failure leaves the action unverified, never unrecorded
+            if not recorded:  # the node was mid-transition before; an abort has usually settled it
+                safety.record_attempt(
+                    self.conn, safety.live_node(self.conn, action.node_uuid), hammer.name, self.policy, live.now
+                )
+            acting.after = fields(safety.live_node(self.conn, action.node_uuid))
+            self.store.finish_action(action_id, outcome="succeeded", reason=action.why, after=acting.after)
+        except Exception as exc:
+            self._unverified(result, acting, exc)
+            return None
+        return acting
+
+    def _unverified(self, result: Result, acting: Acting, exc: Exception, verified: list | None = None) -> None:
+        error = f"after the call: {safety.short_error(exc)}"
+        log.warning("site %s: %s on %s: %s", self.site_name, acting.hammer.name, acting.action.node_name, error)
+        try:
+            self.store.finish_action(acting.action_id, outcome="unverified", error=error, after=acting.after)
+        except Exception as store_exc:
+            log.error("site %s: ledger row #%s not settled: %s", self.site_name, acting.action_id, store_exc)
+        entry = {"action_id": acting.action_id, "node": acting.action.node_name, "outcome": "unverified"}
+        if verified is not None:
+            verified.append(entry)
+        else:
+            result.add(acting.action, "unverified", "apply", error, action_id=acting.action_id, before=acting.before)
+
+    def _settle(
+        self, result: Result, acting: list[Acting], seconds: float, verified: list | None = None
+    ) -> list[Acting]:
+        """Wait (bounded, renewing the locks) for the acted nodes to settle, run each hammer's follow-up, then ask
+        the hammer's own `matches` again: fixed or ineffective. Nodes still busy stay `succeeded`: pending, verified
+        by a later sweep. With `verified`, results go there (earlier actions) rather than into this sweep's actions."""
+        deadline = time.monotonic() + seconds
+        waiting, lost = list(acting), []
+        while waiting:
+            still = []
+            for item in waiting:
+                try:
+                    now = safety.live(self.conn, item.action.node_uuid)
+                    item.after = fields(now.node)
+                    if not safety.settled(now.node) or item.hammer.follow_up(self.conn, item.action, now.node):
+                        still.append(item)
+                        continue
+                    summary = item.hammer.matches(now.node, now.ports, self.policy, now.now)
+                    outcome = "ineffective" if summary else "fixed"
+                    why = f"still there after it settled: {summary}" if summary else "verified: the fault is gone"
+                    self.store.finish_action(
+                        item.action_id,
+                        outcome=outcome,
+                        reason=f"{item.action.why}; {why}",
+                        after=item.after,
+                        verified=True,
+                    )
+                except safety.Locked:  # someone else is working on it: look again, never wait through their lock
+                    still.append(item)
+                    continue
+                except Exception as exc:
+                    self._unverified(result, item, exc, verified)
+                    continue
+                self._verified(result, item, outcome, why, verified)
+            waiting = still
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)
+            for item in list(waiting):
+                try:
+                    item.lease.renew()
+                except safety.Refused:  # lost: no follow-up without the lock; a later sweep verifies it
+                    waiting.remove(item)
+                    lost.append(item)
+        waiting += lost
+        for item in waiting:  # pending: the row stays `succeeded` with the latest state seen
+            if verified is None:
+                why = f"{item.action.why}; not settled within {seconds:g} s: verified by a later sweep"
+                result.add(
+                    item.action,
+                    "succeeded",
+                    "apply",
+                    why,
+                    action_id=item.action_id,
+                    before=item.before,
+                    after=item.after,
+                )
+        return waiting
+
+    def _verified(self, result: Result, item: Acting, outcome: str, why: str, verified: list | None) -> None:
+        if verified is not None:
+            verified.append({"action_id": item.action_id, "node": item.action.node_name, "outcome": outcome})
+            return
+        result.add(
+            item.action,
+            outcome,  # type: ignore[arg-type]
+            "apply",
+            f"{item.action.why}; {why}",
+            action_id=item.action_id,
+            before=item.before,
+            after=item.after,
+        )
 
     def _record(
         self,
@@ -401,12 +673,16 @@ class Sweeper:
         result.add(action, outcome, mode, reason, action_id=action_id)
 
     def _repeats(self, action: Action, outcome: str, reason: str, mode: str) -> bool:
-        """True when the node's latest row for this hammer is the same refusal or observation:
-        a node left alone for weeks must not write a row every sweep."""
+        """True when the node's latest row for this hammer is the same refusal or observation, numbers aside
+        ("changed 12 s ago" is "changed 17 s ago"): a node left alone for weeks must not write a row every sweep."""
         last = self.store.actions(site=self.site_name, hammer=action.hammer, node=action.node_uuid, limit=1)
-        return bool(last) and (last[0].outcome, last[0].mode, last[0].kind, last[0].reason) == (
+        return bool(last) and (last[0].outcome, last[0].mode, last[0].kind, stable(last[0].reason or "")) == (
             outcome,
             mode,
             action.kind,
-            reason,
+            stable(reason),
         )
+
+
+def as_action(row: ActionRow) -> Action:
+    return Action(row.hammer, row.node_uuid, row.node_name or row.node_uuid, row.kind, row.reason or "", row.params)

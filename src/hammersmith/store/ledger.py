@@ -7,12 +7,14 @@ unique key in the database, never by reading first and writing after.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Update, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Select, Update, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,8 +32,23 @@ from hammersmith.store.models import (
     SweepRow,
 )
 
-# apply-mode outcomes that mean the API was (or may have been) called: they spend budget and rate
-APPLIED_OUTCOMES = ("in_flight", "succeeded", "failed", "reconciled")
+# apply-mode outcomes that mean the API was (or may have been) called: they spend budget and rate.
+# succeeded: the call returned, the fix not yet verified; fixed / ineffective: verified gone / still there;
+# unverified: the call returned but the follow-up read failed or the node never settled
+APPLIED_OUTCOMES = ("in_flight", "succeeded", "failed", "reconciled", "fixed", "ineffective", "unverified")
+
+
+class Denied(Exception):
+    """begin_action's guard said no: the breaker is (or was just) open, or the hourly rate is spent."""
+
+    def __init__(self, reason: str, opened: bool = False) -> None:
+        super().__init__(reason)
+        self.opened = opened
+
+
+def stable(text: str) -> str:
+    """A reason or summary without its numbers: "changed 12 s ago" and "changed 17 s ago" say the same thing."""
+    return re.sub(r"\d+(\.\d+)?", "#", text)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -70,18 +87,33 @@ class LedgerMixin:
         sweep_id: int | None = None,
         now: datetime | None = None,
     ) -> int:
-        """Store what a detector saw; return its id."""
-        row = Finding(
-            site=site,
-            hammer=hammer,
-            node_uuid=node_uuid,
-            node_name=node_name,
-            summary=summary,
-            detail=detail,
-            seen_at=_now(now),
-            sweep_id=sweep_id,
+        """Store what a detector saw; the same finding (numbers aside) as the node's latest only moves its
+        `last_seen_at`, so a fault that stays for a week is one row, not one per sweep. Return the row's id."""
+        now = _now(now)
+        latest = (
+            select(Finding)
+            .where(Finding.site == site, Finding.hammer == hammer, Finding.node_uuid == node_uuid)
+            .order_by(Finding.seen_at.desc(), Finding.id.desc())
+            .limit(1)
         )
-        return self._add(row)
+        with self.session() as session:
+            row = session.scalar(latest)
+            if row is not None and stable(row.summary) == stable(summary):
+                row.last_seen_at = now
+                return row.id
+        return self._add(
+            Finding(
+                site=site,
+                hammer=hammer,
+                node_uuid=node_uuid,
+                node_name=node_name,
+                summary=summary,
+                detail=detail,
+                seen_at=now,
+                last_seen_at=now,
+                sweep_id=sweep_id,
+            )
+        )
 
     # -- the action ledger ------------------------------------------------------------------
 
@@ -140,10 +172,17 @@ class LedgerMixin:
         before: dict[str, Any] | None,
         sweep_id: int | None = None,
         agent: str | None = None,
+        guard: Guard | None = None,
         now: datetime | None = None,
     ) -> int:
-        """Write the intent, committed, before the API is called: a crash mid-call leaves it in flight, not lost."""
-        return self.record_action(
+        """Write the intent, committed, before the API is called: a crash mid-call leaves it in flight, not lost.
+
+        With a `guard`, the breaker and the hourly rate are decided in the same transaction that writes the intent,
+        behind a write on the site's breaker row (a row lock on PostgreSQL, the write lock on SQLite): agents that
+        race see each other's intents, never a count read before the other wrote. Raises Denied.
+        """
+        now = _now(now)
+        row = Action(
             site=site,
             hammer=hammer,
             node_uuid=node_uuid,
@@ -151,13 +190,39 @@ class LedgerMixin:
             trigger=trigger,
             mode="apply",
             kind=kind,
-            params=params,
+            params=dict(params),
             outcome="in_flight",
             before=before,
+            planned_at=now,
+            started_at=now,
             sweep_id=sweep_id,
             agent=agent,
-            now=now,
         )
+        if guard is None:
+            return self._add(row)
+        self._insert(Breaker, site=site, state="closed", reason="", opened_at=now)  # the row to serialise on
+        denied: Denied | None = None
+        with self.session() as session:
+            session.execute(update(Breaker).where(Breaker.site == site).values(state=Breaker.state))
+            breaker = session.get(Breaker, site)
+            assert breaker is not None
+            if breaker.state == "open":
+                raise Denied(f"circuit breaker open: {breaker.reason}")
+            hourly = session.scalar(self._applied_query(site, now - timedelta(hours=1), Action.hammer == hammer))
+            if (hourly or 0) >= guard.per_hour:
+                raise Denied(f"rate limit: {hammer} made {hourly} actions in the last hour (per_hour {guard.per_hour})")
+            recent = self._acted(session, site, now - timedelta(minutes=guard.window_minutes))
+            trip = guard.verdict(len({n for _, n, _ in recent} | {node_uuid}))
+            if trip:
+                driven = describe([*recent, (hammer, node_uuid, node_name)])
+                breaker.state, breaker.reason, breaker.opened_at = "open", f"{trip}; driven by {driven}", now
+                breaker.reset_at = breaker.reset_by = None
+                denied = Denied(f"circuit breaker open: {breaker.reason}", opened=True)
+            else:
+                session.add(row)
+                session.flush()
+                return row.id
+        raise denied
 
     def finish_action(
         self,
@@ -167,9 +232,11 @@ class LedgerMixin:
         after: dict[str, Any] | None = None,
         error: str | None = None,
         reason: str | None = None,
+        verified: bool = False,
         now: datetime | None = None,
     ) -> None:
-        """Settle a begun action; a reason given here replaces the one it was begun with."""
+        """Settle a begun action; a reason given here replaces the one it was begun with. `verified`: the outcome
+        (fixed, ineffective) comes from looking at the node after it settled."""
         with self.session() as session:
             row = session.get(Action, action_id)
             if row is None:
@@ -180,6 +247,34 @@ class LedgerMixin:
             if reason is not None:
                 row.reason = reason
             row.finished_at = _now(now)
+            if verified:
+                row.verified_at = row.finished_at
+
+    def pending(self, site: str) -> list[ActionRow]:
+        """Actions whose call returned but whose fix is not verified yet (the node was still busy), oldest first."""
+        query = (
+            select(Action)
+            .where(Action.site == site, Action.mode == "apply", Action.outcome == "succeeded")
+            .order_by(Action.started_at, Action.id)
+        )
+        with self.session() as session:
+            return [ActionRow.of(row) for row in session.scalars(query)]
+
+    def ineffective(self, *, site: str, hammer: str, node_uuid: str, kind: str, since: datetime) -> int:
+        """Verified-ineffective attempts of this kind on this node: one is enough to stop retrying blindly."""
+        return self._count(
+            site,
+            since,
+            Action.outcome == "ineffective",
+            Action.hammer == hammer,
+            Action.node_uuid == node_uuid,
+            Action.kind == kind,
+        )
+
+    def acted_nodes(self, site: str, since: datetime) -> list[tuple[str, str, str | None]]:
+        """(hammer, node UUID, node name) acted on since `since`, each once: what the breaker counts."""
+        with self.session() as session:
+            return self._acted(session, site, since)
 
     def in_flight(self, site: str) -> list[ActionRow]:
         """Actions begun but never settled (the agent stopped mid-call), oldest first."""
@@ -194,6 +289,18 @@ class LedgerMixin:
     def attempts(self, *, site: str, hammer: str, node_uuid: str, since: datetime) -> int:
         """API calls this hammer made (or may have made) on this node since `since`: its retry budget spent."""
         return self._applied(site, since, Action.hammer == hammer, Action.node_uuid == node_uuid)
+
+    def mttr(self, site: str) -> dict[str, tuple[int, float]]:
+        """Per hammer: (fixes, total seconds from the action to the verified fix), for the MTTR the exporter serves."""
+        query = select(Action.hammer, Action.started_at, Action.verified_at).where(
+            Action.site == site, Action.outcome == "fixed", Action.verified_at.is_not(None)
+        )
+        totals: dict[str, tuple[int, float]] = {}
+        with self.session() as session:
+            for hammer, started, verified in session.execute(query):
+                count, seconds = totals.get(hammer, (0, 0.0))
+                totals[hammer] = (count + 1, seconds + max(0.0, (verified - started).total_seconds()))
+        return totals
 
     def applied_count(self, *, site: str, since: datetime, hammer: str | None = None) -> int:
         """API calls made at the site since `since`, optionally by one hammer: for rate limits and the breaker."""
@@ -262,13 +369,22 @@ class LedgerMixin:
     # -- node locks -----------------------------------------------------------------------
 
     def acquire_lock(
-        self, *, site: str, node_uuid: str, holder: str, ttl_seconds: float, now: datetime | None = None
+        self,
+        *,
+        site: str,
+        node_uuid: str,
+        holder: str,
+        ttl_seconds: float,
+        take_from: str | None = None,
+        now: datetime | None = None,
     ) -> bool:
         """Take (or refresh, or take over when expired) the lease on a node; False if someone else holds it.
 
         The INSERT settles a free node; the conditional UPDATE settles a held one, and each is a single statement,
         so of any number of racing agents exactly one wins. A lock released between the two reads as held: the
-        caller retries on its next sweep, which is the safe side.
+        caller retries on its next sweep, which is the safe side. `holder` is unique per acquisition (see
+        react.safety.node_lock), so two threads of one process never share a lock. `take_from`: a holder known to
+        be dead (its process is gone), whose lock need not wait for its expiry.
         """
         now = _now(now)
         expires_at = now + timedelta(seconds=ttl_seconds)
@@ -279,11 +395,27 @@ class LedgerMixin:
             .where(
                 Lock.site == site,
                 Lock.node_uuid == node_uuid,
-                or_(Lock.expires_at < now, Lock.holder == holder),
+                or_(Lock.expires_at < now, Lock.holder == holder, Lock.holder == (take_from or holder)),
             )
             .values(holder=holder, acquired_at=now, expires_at=expires_at)
         )
         return self._changed(take)
+
+    def renew_lock(
+        self, *, site: str, node_uuid: str, holder: str, ttl_seconds: float, now: datetime | None = None
+    ) -> bool:
+        """Extend our own lease (a long action); False if it is no longer ours."""
+        renew = (
+            update(Lock)
+            .where(Lock.site == site, Lock.node_uuid == node_uuid, Lock.holder == holder)
+            .values(expires_at=_now(now) + timedelta(seconds=ttl_seconds))
+        )
+        return self._changed(renew)
+
+    def lock_holder(self, *, site: str, node_uuid: str) -> str | None:
+        with self.session() as session:
+            row = session.get(Lock, (site, node_uuid))
+            return row.holder if row is not None else None
 
     def release_lock(self, *, site: str, node_uuid: str, holder: str) -> None:
         """Drop the lease, but only our own: a lock taken over after expiry belongs to its new holder."""
@@ -302,6 +434,41 @@ class LedgerMixin:
     def mark_notified(self, site: str, key: str, now: datetime | None = None) -> bool:
         """Claim the right to send this message; False if it was claimed already, so only one agent sends."""
         return self._insert(Notification, site=site, key=_stored_key(key), sent_at=_now(now))
+
+    def notification_keys(self, site: str, prefix: str) -> list[str]:
+        query = select(Notification.key).where(Notification.site == site, Notification.key.startswith(prefix))
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def forget_notifications(self, site: str, keys: list[str]) -> int:
+        """The fault behind these messages is resolved: if it comes back, it is news again."""
+        if not keys:
+            return 0
+        with self.engine.begin() as connection:
+            gone = delete(Notification).where(Notification.site == site, Notification.key.in_(keys))
+            return connection.execute(gone).rowcount
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def purge(self, site: str, *, findings_before: datetime, actions_before: datetime) -> dict[str, int]:
+        """Drop findings and notifications last seen, and finished ledger rows planned, before the cut-offs."""
+        with self.engine.begin() as connection:
+            findings = connection.execute(
+                delete(Finding).where(
+                    Finding.site == site, func.coalesce(Finding.last_seen_at, Finding.seen_at) < findings_before
+                )
+            ).rowcount
+            notifications = connection.execute(
+                delete(Notification).where(Notification.site == site, Notification.sent_at < findings_before)
+            ).rowcount
+            actions = connection.execute(
+                delete(Action).where(
+                    Action.site == site,
+                    Action.planned_at < actions_before,
+                    Action.outcome.not_in(("in_flight", "succeeded")),
+                )
+            ).rowcount
+        return {"findings": findings, "notifications": notifications, "actions": actions}
 
     # -- sweeps ----------------------------------------------------------------------------
 
@@ -336,17 +503,63 @@ class LedgerMixin:
         with self.engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
 
-    def _applied(self, site: str, since: datetime, *where: ColumnElement[bool]) -> int:
-        query = (
+    def _applied_query(self, site: str, since: datetime, *where: ColumnElement[bool]) -> Select[tuple[int]]:
+        """Counts API calls: escalations (our own maintenance) spend no budget, rate or breaker."""
+        return (
             select(func.count())
             .select_from(Action)
             .where(
                 Action.site == site,
                 Action.mode == "apply",
                 Action.outcome.in_(APPLIED_OUTCOMES),
+                Action.kind != "escalate",
                 Action.started_at >= since,
                 *where,
             )
         )
+
+    def _applied(self, site: str, since: datetime, *where: ColumnElement[bool]) -> int:
+        with self.session() as session:
+            return session.scalar(self._applied_query(site, since, *where)) or 0
+
+    def _count(self, site: str, since: datetime, *where: ColumnElement[bool]) -> int:
+        query = select(func.count()).select_from(Action).where(Action.site == site, Action.started_at >= since, *where)
         with self.session() as session:
             return session.scalar(query) or 0
+
+    def _acted(self, session: Session, site: str, since: datetime) -> list[tuple[str, str, str | None]]:
+        query = (
+            select(Action.hammer, Action.node_uuid, func.max(Action.node_name))
+            .where(
+                Action.site == site,
+                Action.mode == "apply",
+                Action.outcome.in_(APPLIED_OUTCOMES),
+                Action.kind != "escalate",
+                Action.started_at >= since,
+            )
+            .group_by(Action.hammer, Action.node_uuid)
+        )
+        return [(h, n, name) for h, n, name in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What begin_action checks atomically: the hammer's hourly rate and the fleet breaker (distinct nodes)."""
+
+    per_hour: int
+    window_minutes: float
+    #: distinct nodes acted on in the window (this one included) -> why the breaker trips, or ""
+    verdict: Callable[[int], str]
+
+
+def describe(acted: list[tuple[str, str, str | None]]) -> str:
+    """Who drove the breaker, e.g. "error-resetter on node-001, node-002; clean-failed on node-007"."""
+    by_hammer: dict[str, list[str]] = {}
+    for hammer, uuid, name in acted:
+        names = by_hammer.setdefault(hammer, [])
+        if (name or uuid) not in names:
+            names.append(name or uuid)
+    return "; ".join(
+        f"{h} on {', '.join(sorted(names)[:10])}{' ...' if len(names) > 10 else ''}"
+        for h, names in sorted(by_hammer.items())
+    )

@@ -83,7 +83,10 @@ class Finding(Base):
     """One thing a hammer's detector saw on one node, whether or not anything was done about it."""
 
     __tablename__ = "findings"
-    __table_args__ = (Index("ix_findings_site_node_uuid", "site", "node_uuid"),)
+    __table_args__ = (
+        Index("ix_findings_site_node_uuid", "site", "node_uuid"),
+        Index("ix_findings_seen_at", "seen_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     site: Mapped[str] = mapped_column(String(64))
@@ -93,6 +96,8 @@ class Finding(Base):
     summary: Mapped[str] = mapped_column(Text)
     detail: Mapped[str] = mapped_column(Text)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: the same finding seen again updates this instead of adding a row each sweep
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sweep_id: Mapped[int | None]
 
 
@@ -103,6 +108,7 @@ class Action(Base):
     __table_args__ = (
         Index("ix_actions_site_node_uuid", "site", "node_uuid"),
         Index("ix_actions_site_hammer_started_at", "site", "hammer", "started_at"),
+        Index("ix_actions_site_outcome", "site", "outcome"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
@@ -125,6 +131,8 @@ class Action(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sweep_id: Mapped[int | None]
     agent: Mapped[str | None] = mapped_column(String(255))
+    #: when the fault was seen gone (outcome fixed) or still there (ineffective)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,7 @@ class ActionRow:
     finished_at: datetime | None
     sweep_id: int | None
     agent: str | None
+    verified_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Action) -> ActionRow:

@@ -214,6 +214,32 @@ def clean_failed(inj: Injector, node: str) -> None:
     inj.wait(node, "clean failed")
 
 
+@fault(
+    "clean-failed-automated",
+    "clean failed on the way to available: the cleaning ramdisk never called back and the clean was aborted",
+)
+def clean_failed_automated(inj: Injector, node: str) -> None:
+    inj.bm.set_node_provision_state(node, "manage", wait=False)
+    inj.wait(node, "manageable")
+    inj.bm.update_node(node, deploy_interface="direct")  # cleaning waits for a ramdisk that never comes
+    inj.bm.set_node_provision_state(node, "provide", wait=False)
+    inj.wait(node, "clean wait")
+    inj.bm.set_node_provision_state(node, "abort", wait=False)
+    inj.wait(node, "clean failed")
+    inj.with_maintenance(node, deploy_interface="fake")  # the ramdisk "works" again: a retry succeeds
+
+
+@fault(
+    "teardown-keeps-failing", "error after 'Failed to tear down', and every tear down fails again (Neutron stays down)"
+)
+def teardown_keeps_failing(inj: Injector, node: str) -> None:
+    if inj.neutron:
+        raise TestbedError("teardown-keeps-failing needs the Ironic-only testbed (its Neutron is a dead port)")
+    error_teardown(inj, node)
+    inj.with_maintenance(node, network_interface="flat")  # Ironic's Neutron endpoint stays unreachable
+    inj.attach_vif(node)  # the VIF the next tear down must unbind, through that dead endpoint
+
+
 @fault("stuck-deploying", "held in 'wait call-back': the deploy ramdisk never calls back (aged 2 h)")
 def stuck_deploying(inj: Injector, node: str) -> None:
     inj.bm.update_node(node, deploy_interface="direct")

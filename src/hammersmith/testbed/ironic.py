@@ -91,6 +91,7 @@ status_code_retries = 0
 deploy_delay = {deploy_delay}
 bios_delay = {bios_delay}
 inspect_delay = {inspect_delay}
+power_delay = {power_delay}
 {keystone}"""
 
 
@@ -187,7 +188,9 @@ class Ironic:
     def _bin(self, name: str) -> str:
         return str(venv_dir() / "bin" / name)
 
-    def write_config(self, state: State, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0) -> Path:
+    def write_config(
+        self, state: State, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0, power_delay: int = 0
+    ) -> Path:
         """noauth, or Keystone auth with the `ironic` account. Neutron: from the catalog when Keystone and
         Neutron run, else at its URL (a dead port when none runs)."""
         neutron_auth = "auth_type = none\n"
@@ -210,6 +213,7 @@ class Ironic:
                 deploy_delay=deploy_delay,
                 bios_delay=bios_delay,
                 inspect_delay=inspect_delay,
+                power_delay=power_delay,
             )
         )
         return conf
@@ -234,14 +238,20 @@ class Ironic:
         shutil.copyfile(template, self.db)
 
     def start(
-        self, state: State, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0, timeout: float = 60.0
+        self,
+        state: State,
+        deploy_delay: int = 0,
+        bios_delay: int = 0,
+        inspect_delay: int = 0,
+        timeout: float = 60.0,
+        power_delay: int = 0,
     ) -> None:
         """Start Ironic and wait until the API answers and the conductor has registered fake-hardware."""
         if port_in_use(state.port):
             raise TestbedError(
                 f"port {state.port} on 127.0.0.1 is already in use", hint="stop what listens there, or pass --port"
             )
-        conf = self.write_config(state, deploy_delay, bios_delay, inspect_delay)
+        conf = self.write_config(state, deploy_delay, bios_delay, inspect_delay, power_delay)
         state.pid = process.start([self._bin("ironic"), "--config-file", str(conf)], self.log, self.dir)
         self.save_state(state)
         headers = _headers(state, "1.1")
@@ -307,8 +317,14 @@ class Ironic:
         self.save_state(state)
 
     def restart(
-        self, state: State, deploy_delay: int = 0, bios_delay: int = 0, inspect_delay: int = 0, hard: bool = False
+        self,
+        state: State,
+        deploy_delay: int = 0,
+        bios_delay: int = 0,
+        inspect_delay: int = 0,
+        hard: bool = False,
+        power_delay: int = 0,
     ) -> None:
         """Restart with other fake delays (slow hardware); `hard` is a conductor crash (SIGKILL)."""
         self.stop(state, hard=hard)
-        self.start(state, deploy_delay, bios_delay, inspect_delay)
+        self.start(state, deploy_delay, bios_delay, inspect_delay, power_delay=power_delay)

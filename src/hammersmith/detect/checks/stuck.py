@@ -15,8 +15,8 @@ def stuck(snapshot: Snapshot, policy: Policy) -> Iterator[Finding]:
     limit = timedelta(minutes=policy.stuck_after_minutes)
     for node in snapshot.nodes:
         since = node_time(node.get("provision_updated_at") or node.get("updated_at"))
-        if node["provision_state"] in TRANSIENT_STATES and since and snapshot.started_at - since > limit:
-            minutes = int((snapshot.started_at - since).total_seconds() // 60)
+        if node["provision_state"] in TRANSIENT_STATES and since and snapshot.now - since > limit:
+            minutes = int((snapshot.now - since).total_seconds() // 60)
             yield finding(
                 "stuck",
                 node,

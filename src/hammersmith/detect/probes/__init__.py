@@ -143,9 +143,11 @@ def checked(response: Any) -> Any:
     """The response if it is a success, else HttpFailure naming the status, the URL and the service's own error."""
     if response.status_code < 400:
         return response
-    from hammersmith.cloud.snapshot import _fault
+    from hammersmith.cloud.snapshot import fault_text
 
-    raise HttpFailure(f"HTTP {response.status_code} from {response.request.method} {response.url}: {_fault(response)}")
+    raise HttpFailure(
+        f"HTTP {response.status_code} from {response.request.method} {response.url}: {fault_text(response)}"
+    )
 
 
 def timed(name: str, call: Callable[[], Any]) -> tuple[Step, Any]:

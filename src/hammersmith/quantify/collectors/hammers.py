@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
 from hammersmith.detect import checks
 from hammersmith.detect.handsoff import OWN_REASON_PREFIX
@@ -23,8 +23,14 @@ class HammersCollector(Collector):
         )
         actions = CounterMetricFamily(
             "hammersmith_hammer_actions",
-            "Ledger entries per hammer and outcome (succeeded, failed, refused, observed, escalated, reconciled).",
+            "Ledger entries per hammer and outcome (fixed, ineffective, unverified, succeeded, failed, refused, "
+            "observed, escalated, reconciled).",
             labels=["site", "hammer", "outcome"],
+        )
+        fixed = SummaryMetricFamily(
+            "hammersmith_hammer_time_to_fixed_seconds",
+            "From a hammer's action to the verified fix (outcome fixed): _sum / _count is its MTTR.",
+            labels=["site", "hammer"],
         )
         exhausted = CounterMetricFamily(
             "hammersmith_hammer_budget_exhaustions",
@@ -60,6 +66,8 @@ class HammersCollector(Collector):
                 findings.add_metric([site, name], count)
             for (hammer, outcome), count in sorted(view.ledger.actions.items()):
                 actions.add_metric([site, hammer, outcome], count)
+            for hammer, (count, seconds) in sorted(view.ledger.mttr.items()):
+                fixed.add_metric([site, hammer], count, seconds)
             for hammer in hammer_names:
                 exhausted.add_metric([site, hammer], view.ledger.actions.get((hammer, "escalated"), 0))
             if view.snapshot is not None and view.snapshot.complete("ironic"):
@@ -71,4 +79,4 @@ class HammersCollector(Collector):
             if view.ledger.last_sweep_ok is not None:
                 last_sweep.add_metric([site], view.ledger.last_sweep_ok.timestamp())
             notify_failures.add_metric([site], notify.FAILURES.get(site, 0))
-        yield from (findings, actions, exhausted, escalated, breaker, last_sweep, notify_failures)
+        yield from (findings, actions, fixed, exhausted, escalated, breaker, last_sweep, notify_failures)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from openstack.connection import Connection
 
@@ -19,6 +19,9 @@ from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, finding
 from hammersmith.plugins import load_plugins
+
+if TYPE_CHECKING:
+    from hammersmith.react.safety import Lease, Live
 
 BUILTIN = ("error_resetter", "clean_failed", "dirty_ports", "stuck_transient", "maintenance_doctor", "stale_inspection")
 RUNBOOKS = Path(__file__).parent.parent / "runbooks"
@@ -61,24 +64,35 @@ class Hammer:
     def detect(self, snapshot: Snapshot, policy: Policy) -> list[Finding]:
         found = []
         for node in snapshot.nodes:
-            summary = self.matches(node, snapshot.ports_by_node.get(node["uuid"], []), policy, snapshot.started_at)
+            summary = self.matches(node, snapshot.ports_by_node.get(node["uuid"], []), policy, snapshot.now)
             if summary:
                 found.append(
                     finding(self.name, node, summary, node.get("last_error") or "", node.get("provision_updated_at"))
                 )
         return found
 
-    def plan(self, found: Finding, policy: Policy) -> list[Action]:
-        """The actions that fix it; [] for report-only hammers."""
+    def plan(self, found: Finding, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy) -> list[Action]:
+        """The actions that fix it, with what was checked in their params; [] for report-only hammers."""
         return []
+
+    def still_planned(self, action: Action, node: dict[str, Any], ports: list[dict[str, Any]]) -> bool:
+        """On the live node under the lock: is what the action was planned on still there? (act on what was
+        checked, not on whatever is there now)"""
+        return True
 
     def per_sweep(self, policy: Policy) -> int:
         """How many actions this hammer may take in one sweep."""
         return policy.rate.per_sweep
 
-    def execute(self, conn: Connection, action: Action) -> None:
-        """Make the API call(s); raise on failure (the safety layer records it as a failed attempt)."""
+    def execute(self, conn: Connection, action: Action, live: Live, lease: Lease) -> None:
+        """Make the API call(s) through react.safety.call/provision (no waiting through another party's lock);
+        raise on failure (a failed attempt). `live` is the node re-checked under `lease`; renew it when waiting."""
         raise NotImplementedError
+
+    def follow_up(self, conn: Connection, action: Action, node: dict[str, Any]) -> bool:
+        """Once the node has settled after the action: a step still owed (return a node where it was); True if one
+        was made (the node is then waited on again before the fix is verified)."""
+        return False
 
 
 HAMMERS: dict[str, Hammer] = {}

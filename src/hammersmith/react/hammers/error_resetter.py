@@ -9,6 +9,7 @@ from openstack.connection import Connection
 
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding
+from hammersmith.react import safety
 from hammersmith.react.hammers import Action, Hammer, hammer
 
 
@@ -25,8 +26,12 @@ class ErrorResetter(Hammer):
             return "deploy failed"
         return None
 
-    def plan(self, found: Finding, policy: Policy) -> list[Action]:
-        return [Action(self.name, found.node_uuid, found.node_name, "undeploy", found.summary, {"target": "deleted"})]
+    def plan(self, found: Finding, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy) -> list[Action]:
+        params = {"target": "deleted", "state": node["provision_state"]}
+        return [Action(self.name, found.node_uuid, found.node_name, "undeploy", found.summary, params)]
 
-    def execute(self, conn: Connection, action: Action) -> None:
-        conn.baremetal.set_node_provision_state(action.node_uuid, "deleted", wait=False)
+    def still_planned(self, action: Action, node: dict[str, Any], ports: list[dict[str, Any]]) -> bool:
+        return bool(node["provision_state"] == action.params.get("state", node["provision_state"]))
+
+    def execute(self, conn: Connection, action: Action, live: safety.Live, lease: safety.Lease) -> None:
+        safety.provision(conn, action.node_uuid, "deleted")

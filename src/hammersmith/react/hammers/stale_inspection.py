@@ -9,12 +9,14 @@ from openstack.connection import Connection
 
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, node_time
+from hammersmith.react import safety
 from hammersmith.react.hammers import Action, Hammer, hammer
 
 
 @hammer
 class StaleInspection(Hammer):
-    """Re-inspect an idle node not inspected for `inspect_after_days`, at most `inspect_per_sweep` per sweep."""
+    """Re-inspect an idle node not inspected for `inspect_after_days`, at most `inspect_per_sweep` per sweep,
+    and return it where it was: `available` only if it was available (a node parked in `manageable` stays)."""
 
     name = "stale-inspection"
 
@@ -29,14 +31,26 @@ class StaleInspection(Hammer):
     def per_sweep(self, policy: Policy) -> int:
         return min(policy.rate.per_sweep, policy.inspect_per_sweep)
 
-    def plan(self, found: Finding, policy: Policy) -> list[Action]:
-        return [Action(self.name, found.node_uuid, found.node_name, "inspect", found.summary)]
+    def plan(self, found: Finding, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy) -> list[Action]:
+        params = {"return_to": node["provision_state"]}
+        return [Action(self.name, found.node_uuid, found.node_name, "inspect", found.summary, params)]
 
-    def execute(self, conn: Connection, action: Action) -> None:
-        bm = conn.baremetal
-        was_available = bm.get_node(action.node_uuid).provision_state == "available"
-        if was_available:
-            bm.set_node_provision_state(action.node_uuid, "manage", wait=True, timeout=60)
-        bm.set_node_provision_state(action.node_uuid, "inspect", wait=True, timeout=300)  # within the lock TTL
-        if was_available:
-            bm.set_node_provision_state(action.node_uuid, "provide", wait=False)
+    def still_planned(self, action: Action, node: dict[str, Any], ports: list[dict[str, Any]]) -> bool:
+        return bool(node["provision_state"] == action.params.get("return_to"))
+
+    def execute(self, conn: Connection, action: Action, live: safety.Live, lease: safety.Lease) -> None:
+        if live.node["provision_state"] == "available":
+            safety.provision(conn, action.node_uuid, "manage")
+            if safety.wait_settled(conn, action.node_uuid, lease, 60) is None:
+                return  # not manageable yet: no inspection; the follow-up returns it, verification says ineffective
+        safety.provision(conn, action.node_uuid, "inspect")
+
+    def follow_up(self, conn: Connection, action: Action, node: dict[str, Any]) -> bool:
+        """After the inspection (done or failed): back to manageable, then to available if it came from there."""
+        if node["provision_state"] == "inspect failed":
+            safety.provision(conn, action.node_uuid, "manage")
+            return True
+        if action.params.get("return_to") == "available" and node["provision_state"] == "manageable":
+            safety.provision(conn, action.node_uuid, "provide")
+            return True
+        return False

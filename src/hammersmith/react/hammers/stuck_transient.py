@@ -11,6 +11,7 @@ from openstack.connection import Connection
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, node_time
 from hammersmith.detect.handsoff import TRANSIENT_STATES
+from hammersmith.react import safety
 from hammersmith.react.hammers import Action, Hammer, hammer
 
 #: the waiting states Ironic lets an operator abort, with the API microversion that allows it
@@ -39,21 +40,20 @@ class StuckTransient(Hammer):
             return None
         return f"stuck in '{node['provision_state']}' for {int((now - since).total_seconds() // 60)} min"
 
-    def plan(self, found: Finding, policy: Policy) -> list[Action]:
-        state = found.summary.split("'")[1]
+    def plan(self, found: Finding, node: dict[str, Any], ports: list[dict[str, Any]], policy: Policy) -> list[Action]:
+        state = node["provision_state"]
         if state not in ABORTABLE:
             return []  # Ironic cannot abort it: the finding and its notification go to a human
         return [Action(self.name, found.node_uuid, found.node_name, "abort", found.summary, {"state": state})]
 
-    def execute(self, conn: Connection, action: Action) -> None:
-        response = conn.baremetal.put(
-            f"/nodes/{action.node_uuid}/states/provision",
-            json={"target": "abort"},
-            microversion=ABORTABLE[action.params["state"]],
-            raise_exc=False,
-        )
-        if response.status_code == 406:
-            raise RuntimeError(
-                f"this Ironic cannot abort '{action.params['state']}' (needs API {ABORTABLE[action.params['state']]})"
-            )
-        exceptions.raise_from_response(response)
+    def still_planned(self, action: Action, node: dict[str, Any], ports: list[dict[str, Any]]) -> bool:
+        return bool(node["provision_state"] == action.params["state"])
+
+    def execute(self, conn: Connection, action: Action, live: safety.Live, lease: safety.Lease) -> None:
+        state = action.params["state"]
+        try:
+            safety.provision(conn, action.node_uuid, "abort", ABORTABLE[state])
+        except exceptions.HttpException as exc:
+            if exc.status_code == 406:
+                raise RuntimeError(f"this Ironic cannot abort '{state}' (needs API {ABORTABLE[state]})") from exc
+            raise
