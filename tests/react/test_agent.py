@@ -54,7 +54,8 @@ def test_breaker_trips_at_40_percent_and_applies_nothing(
     bed: Testbed, make_sweeper: Callable[..., Sweeper], tmp_path: Path
 ) -> None:
     broken = break_nodes(bed, "error-teardown", count=6) + break_nodes(bed, "deploy-failed", count=3)
-    broken += break_nodes(bed, "clean-failed", count=3)  # 12 of 30 nodes: 40 % of the fleet
+    manual = break_nodes(bed, "clean-failed", count=3)  # 12 of 30 nodes: 40 % of the fleet
+    broken += manual
     before = hands_off_nodes(bed)
     sweeper = make_sweeper({"error-resetter": "apply", "clean-failed": "apply"})
     result = sweeper.sweep(apply=True)
@@ -80,7 +81,8 @@ def test_breaker_trips_at_40_percent_and_applies_nothing(
     )
     fixed = wide.sweep(apply=True)
     assert Counter(a["outcome"] for a in fixed.actions if a["node"] in broken) == {"fixed": 12}
-    wait_states(bed, broken, {"available"}, timeout=120)
+    wait_states(bed, [n for n in broken if n not in manual], {"available"}, timeout=120)
+    wait_states(bed, manual, {"manageable"})  # a failed manual clean goes back where the operator had it
     untouched(before, bed)
 
 

@@ -249,8 +249,9 @@ def test_a_sweep_and_an_alert_at_the_same_moment_give_one_action(
         thread.start()
     for thread in threads:
         thread.join(120)
-    assert applied(sweep_side, name) == ["fixed"]  # one API action, whichever side took the lock first
+    # one API action, whichever side took the lock first (the alert's is verified by a later sweep)
+    assert applied(sweep_side, name) in (["fixed"], ["succeeded"])
     outcomes = sorted(a["outcome"] for r in results.values() for a in r.actions if a["node"] == name)
-    assert outcomes.count("fixed") == 1, outcomes
+    assert len([o for o in outcomes if o in ("fixed", "succeeded")]) == 1, outcomes
     wait_states(bed, [name], {"available"})
     untouched(before, bed)

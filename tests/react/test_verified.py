@@ -18,7 +18,7 @@ from hammersmith.react import notify, safety
 from hammersmith.react.sweep import Sweeper
 from hammersmith.testbed import lifecycle
 from hammersmith.testbed.ironic import Ironic
-from tests.conftest import Testbed
+from tests.conftest import Testbed, ironic_answers_500
 from tests.react.conftest import break_nodes, wait_states
 from tests.react.test_hammers import inbox  # noqa: F401 (the fixture: a real HTTP receiver for notifications)
 from tests.react.test_must_not_touch import idle_nodes, only
@@ -193,7 +193,7 @@ def test_stale_inspection_follows_up_after_a_long_inspection(
 ) -> None:
     """The inspection outlasts the sweep's wait: the row stays pending, other hammers keep off the node, and a later
     sweep (another agent process, after a restart) returns the node to available and records the fix."""
-    (name,) = idle_nodes(bed, 1)
+    name = idle_nodes(bed, 2)[0]  # not node-030, which ironic_answers_500 breaks
     others = [n.name for n in bed.conn.baremetal.nodes() if n.name != name]
     modes = {"stale-inspection": "apply", "error-resetter": "off"}
     first = make_sweeper(modes, exempt_nodes=others, verify_seconds=2)
@@ -205,6 +205,11 @@ def test_stale_inspection_follows_up_after_a_long_inspection(
     first.close()
     later = make_sweeper(modes, exempt_nodes=others, verify_seconds=60)  # a new agent: only the ledger remembers
     wait_states(bed, [name], {"manageable"}, timeout=30)
+    assert later.sweep(apply=False).verified == []  # a follow-up is an action: not in an observe sweep
+    with ironic_answers_500(bed):  # partial data proves nothing: the row stays pending, the node where it is
+        assert later.sweep(apply=True).verified == []
+    assert [r.id for r in later.store.pending("lab")] == [pending.id]
+    assert bed.node_raw(name)["provision_state"] == "manageable"
     result = later.sweep(apply=True)
     assert result.verified == [{"action_id": pending.id, "node": name, "outcome": "fixed"}]
     assert [a for a in result.actions if a["node"] == name] == []  # not inspected again

@@ -219,7 +219,7 @@ def test_firing_alert_fixes_the_node_through_the_ledger_and_resolved_closes_it(b
     incident = only_incident(agent.store, "IronicNodeError")
     assert [e.kind for e in incident.events] == ["received", "action"], incident.events
     (row,) = ledger(agent.store, node)
-    assert (row.hammer, row.kind, row.mode, row.outcome) == ("error-resetter", "undeploy", "apply", "fixed")
+    assert (row.hammer, row.kind, row.mode, row.outcome) == ("error-resetter", "undeploy", "apply", "succeeded")
     assert incident.action_id == row.id and f"ledger #{row.id}" in incident.events[1].detail
     assert row.before is not None and row.before["provision_state"] == "error"
     wait_states(bed, [node], {"available"})
@@ -258,7 +258,7 @@ def test_same_alert_from_three_threads_acts_once(bed: Testbed, agent: Agent) -> 
     with ThreadPoolExecutor(3) as pool:
         events = sorted(r["event"] for r in pool.map(deliver, range(3)))
     assert events == ["action", "duplicate", "duplicate"]
-    assert [r.outcome for r in ledger(agent.store, node)] == ["fixed"]
+    assert [r.outcome for r in ledger(agent.store, node)] == ["succeeded"]
     wait_states(bed, [node], {"available"})
 
 
@@ -282,7 +282,7 @@ def test_same_alert_posted_three_times_concurrently_acts_once(bed: Testbed, agen
     agent.processed()
     incident = only_incident(agent.store, "IronicNodeDeployFailed")
     assert sorted(e.kind for e in incident.events) == ["action", "duplicate", "duplicate", "received"]
-    assert [r.outcome for r in ledger(agent.store, node)] == ["fixed"]
+    assert [r.outcome for r in ledger(agent.store, node)] == ["succeeded"]
     wait_states(bed, [node], {"available"})
 
 

@@ -62,6 +62,9 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result, base_u
                     f"- {a['outcome']}: {a['hammer']} {a['kind']} on {a['node']} ({a['reason']}) "
                     f"runbook: {runbook(base_url, a['hammer'])}"
                 )
+    for v in result.verified:  # earlier actions whose verdict came in this sweep
+        if store.mark_notified(site_name, f"verified:{v['action_id']}"):
+            lines.append(f"- {v['outcome']}: earlier action #{v['action_id']} on {v['node']}")
     acted = {(a["hammer"], a["node_uuid"]) for a in result.actions if a["outcome"] != "observed"}
     for f in result.findings:
         if (f.check, f.node_uuid) in acted:

@@ -152,7 +152,7 @@ def last_error(conn: Connection, node: dict[str, Any]) -> str:
 
 def short_error(exc: Exception) -> str:
     """The service's own words, without the SDK's URL preamble."""
-    return str(getattr(exc, "details", None) or exc).splitlines()[0][:500]
+    return str(getattr(exc, "details", None) or exc).splitlines()[0][:2000]
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,7 @@ class Sweeper:
         snap = result.snapshot = snapshot_mod.take(self.connection)
         evaluated: set[str] = set()
         try:
-            busy = self._verify_pending(result, snap)
+            busy = self._verify_pending(result, snap, apply)
             candidates = self._plan(result, snap, busy, evaluated)
             self._act(result, candidates, apply, snap.now, lambda: len(snap.nodes))
         except Exception as exc:  # a store or API failure mid-sweep: record what was done, tell someone
@@ -226,7 +226,7 @@ class Sweeper:
                 ports = snap.ports_by_node.get(found.node_uuid, [])
                 for action in hammer.plan(found, node, ports, self.policy):
                     try:
-                        if action.node_uuid in busy:
+                        if action.node_uuid in busy and not hammer.transient_ok:  # stuck-transient unsticks it
                             raise safety.Refused(busy[action.node_uuid])
                         history = safety.history_error(self.conn, node["uuid"]) if safety.needs_history(node) else None
                         safety.may_touch(hammer, node, self.policy, snap.now, history)
@@ -240,9 +240,16 @@ class Sweeper:
         """Notify, forget what was resolved, apply retention, and record the sweep, each step on its own."""
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("notify", lambda: notify.sweep_batch(self.store, self.site, self.site_name, result, self.base_url)),
-            ("forget resolved", lambda: notify.forget_resolved(self.store, self.site_name, result, snap, evaluated)),
             ("retention", lambda: self._purge(snap.now)),
         ]
+        if not result.error:  # a sweep cut short saw only some findings: it cannot tell what was resolved
+            steps.insert(
+                1,
+                (
+                    "forget resolved",
+                    lambda: notify.forget_resolved(self.store, self.site_name, result, snap, evaluated),
+                ),
+            )
         for what, step in steps:
             try:
                 step()
@@ -292,6 +299,11 @@ class Sweeper:
             result.skipped["alert"] = f"node {node_ref!r} not found in Ironic"
             return result
         node = now.node
+        pending = [r for r in self.store.pending(self.site_name) if r.node_uuid == node["uuid"]]
+        if pending and not hammer.transient_ok:
+            row = pending[0]
+            result.skipped["alert"] = f"action #{row.id} ({row.hammer} {row.kind}) is still being verified"
+            return result
         history = safety.history_error(self.conn, node["uuid"]) if safety.needs_history(node) else None
         try:  # a hands-off node says why before "no longer matches" could hide it
             safety.may_touch(hammer, node, self.policy, now.now, history)
@@ -307,7 +319,8 @@ class Sweeper:
         candidates = [(hammer, action, node) for action in hammer.plan(found, node, now.ports, self.policy)]
         if not candidates:
             result.skipped["alert"] = f"{hammer_name} reports only: it plans no action ({summary})"
-        self._act(result, candidates, apply, now.now, self._fleet_size)
+        # no waiting here: the webhook worker serves one alert at a time; the agent's next sweep verifies the fix
+        self._act(result, candidates, apply, now.now, self._fleet_size, wait=0)
         return result
 
     def _fleet_size(self) -> int:
@@ -315,7 +328,7 @@ class Sweeper:
         return sum(1 for _ in self.conn.baremetal.nodes(fields=["uuid"]))
 
     # -- verification of earlier actions ---------------------------------------------------
-    def _verify_pending(self, result: Result, snap: snapshot_mod.Snapshot) -> dict[str, str]:
+    def _verify_pending(self, result: Result, snap: snapshot_mod.Snapshot, apply: bool) -> dict[str, str]:
         """Earlier actions whose node was still busy: follow up and verify those settled now (under their locks,
         waiting as an acting sweep does); return the nodes still pending, with the reason other hammers must leave
         them alone meanwhile. Survives restarts: the pending state is the ledger row."""
@@ -327,14 +340,16 @@ class Sweeper:
             for row in self.store.pending(self.site_name):
                 node, hammer = by_uuid.get(row.node_uuid), hammers.get(row.hammer)
                 wait = f"action #{row.id} ({row.hammer} {row.kind}) is still being verified"
-                if node is None or hammer is None:
+                if not snap.complete("ironic") or not (apply and self.policy.mode(row.hammer) == "apply"):
+                    busy[row.node_uuid] = wait  # partial data proves nothing; a follow-up is an action
+                elif node is None or hammer is None:
                     why = "node no longer exists" if node is None else f"hammer {row.hammer} is not installed"
                     self._settle_row(result, row, "unverified", why, row.after)
                 elif not safety.settled(node):
                     expired = row.started_at and snap.now - row.started_at > timedelta(
                         minutes=self.policy.verify_timeout_minutes
                     )
-                    if expired and not row.params.get("return_to"):  # a follow-up never expires: it returns the node
+                    if expired and row.params.get("return_to") != "available":  # owed a return: never expires
                         why = f"did not settle within {self.policy.verify_timeout_minutes:g} min"
                         self._settle_row(result, row, "unverified", why, fields(node))
                     else:
@@ -362,9 +377,10 @@ class Sweeper:
         apply: bool,
         now: datetime,
         fleet: Callable[[], int],
+        wait: float | None = None,
     ) -> None:
         """The path every planned action takes, whatever triggered it: budget and rate, breaker, then act or observe;
-        the acted nodes are then waited on together and verified."""
+        the acted nodes are then waited on together (`wait`, default policy.verify_seconds) and verified."""
         acting, observing = [], []
         for candidate in self._budget_and_rate(result, candidates, apply, now):
             (acting if apply and self.policy.mode(candidate[0].name) == "apply" else observing).append(candidate)
@@ -373,7 +389,7 @@ class Sweeper:
             acting = []
         with ExitStack() as locks:  # every acted node stays locked until it is verified (or left pending)
             started = [a for h, action, node in acting if (a := self._apply(result, h, action, node, size, locks))]
-            self._settle(result, started, self.policy.verify_seconds)
+            self._settle(result, started, self.policy.verify_seconds if wait is None else wait)
         for _hammer, action, node in observing:
             self._record(result, action, "observed", f"would {action.kind}: {action.why}", node, "observe")
 

@@ -260,16 +260,24 @@ class LedgerMixin:
         with self.session() as session:
             return [ActionRow.of(row) for row in session.scalars(query)]
 
-    def ineffective(self, *, site: str, hammer: str, node_uuid: str, kind: str, since: datetime) -> int:
-        """Verified-ineffective attempts of this kind on this node: one is enough to stop retrying blindly."""
-        return self._count(
-            site,
-            since,
-            Action.outcome == "ineffective",
-            Action.hammer == hammer,
-            Action.node_uuid == node_uuid,
-            Action.kind == kind,
+    def ineffective(self, *, site: str, hammer: str, node_uuid: str, kind: str, since: datetime) -> bool:
+        """Was this hammer's latest verified action of this kind on this node ineffective? Then repeating it blindly
+        is pointless (a fix that worked in between resets this)."""
+        query = (
+            select(Action.outcome)
+            .where(
+                Action.site == site,
+                Action.hammer == hammer,
+                Action.node_uuid == node_uuid,
+                Action.kind == kind,
+                Action.outcome.in_(("fixed", "ineffective")),
+                Action.started_at >= since,
+            )
+            .order_by(Action.started_at.desc(), Action.id.desc())
+            .limit(1)
         )
+        with self.session() as session:
+            return session.scalar(query) == "ineffective"
 
     def acted_nodes(self, site: str, since: datetime) -> list[tuple[str, str, str | None]]:
         """(hammer, node UUID, node name) acted on since `since`, each once: what the breaker counts."""
@@ -458,8 +466,15 @@ class LedgerMixin:
                     Finding.site == site, func.coalesce(Finding.last_seen_at, Finding.seen_at) < findings_before
                 )
             ).rowcount
+            # a finding's or escalation's record goes when it is resolved (forget_notifications), not by age:
+            # a fault that lasts longer than the retention must not be told again
             notifications = connection.execute(
-                delete(Notification).where(Notification.site == site, Notification.sent_at < findings_before)
+                delete(Notification).where(
+                    Notification.site == site,
+                    Notification.sent_at < findings_before,
+                    ~Notification.key.startswith("finding:"),
+                    ~Notification.key.startswith("escalate:"),
+                )
             ).rowcount
             actions = connection.execute(
                 delete(Action).where(
@@ -521,11 +536,6 @@ class LedgerMixin:
     def _applied(self, site: str, since: datetime, *where: ColumnElement[bool]) -> int:
         with self.session() as session:
             return session.scalar(self._applied_query(site, since, *where)) or 0
-
-    def _count(self, site: str, since: datetime, *where: ColumnElement[bool]) -> int:
-        query = select(func.count()).select_from(Action).where(Action.site == site, Action.started_at >= since, *where)
-        with self.session() as session:
-            return session.scalar(query) or 0
 
     def _acted(self, session: Session, site: str, since: datetime) -> list[tuple[str, str, str | None]]:
         query = (
