@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +122,56 @@ def untouched(before: dict[str, dict[str, Any]], bed: Testbed) -> None:
 
 def settle(seconds: float = 1.0) -> None:
     time.sleep(seconds)
+
+
+@contextmanager
+def slow_ironic(bed: Testbed, **delays: int) -> Iterator[None]:
+    """The bed's Ironic restarted with fake delays (a slow BMC, a long inspection), and back to normal after."""
+    ironic = Ironic(lifecycle.testbed_dir(bed.workdir))
+    state = ironic.load_state()
+    assert state is not None
+    ironic.restart(state, **delays)
+    try:
+        yield
+    finally:
+        ironic.restart(state)
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[str, list[dict]]]:
+    """A real HTTP receiver on 127.0.0.1 for Apprise's json:// notifications."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"json://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def only(actions: list[dict[str, Any]], node: str) -> dict[str, Any]:
+    (action,) = [a for a in actions if a["node"] == node]
+    return action
+
+
+def idle_nodes(bed: Testbed, count: int) -> list[str]:
+    """Available nodes no fault or test has touched (the highest names: faults pick the lowest)."""
+    faults = Ironic(lifecycle.testbed_dir(bed.workdir)).load_state().faults  # type: ignore[union-attr]
+    free = sorted(
+        n.name
+        for n in bed.conn.baremetal.nodes(details=True)
+        if n.provision_state == "available" and not n.is_maintenance and n.name not in faults
+    )
+    return free[-count:]

@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from hammersmith.react.hammers import HAMMERS, Action, Hammer
 from hammersmith.react.safety import EXTRA_KEY
 from hammersmith.react.sweep import Sweeper
 from tests.conftest import Testbed, hammersmith, ironic_answers_500
 from tests.react.conftest import break_nodes, hands_off_nodes, rebreak, untouched, wait_states
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[str, list[dict]]]:
-    """A real HTTP receiver on 127.0.0.1 for Apprise's json:// notifications."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_port}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def outcomes(result_actions: list[dict], node: str) -> list[str]:

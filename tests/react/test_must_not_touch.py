@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +21,11 @@ from hammersmith.testbed.faults import Injector
 from hammersmith.testbed.fleet import connect
 from hammersmith.testbed.ironic import Ironic
 from tests.conftest import Testbed
-from tests.react.conftest import break_nodes, hands_off_nodes, untouched, wait_states
-
-
-def only(actions: list[dict[str, Any]], node: str) -> dict[str, Any]:
-    (action,) = [a for a in actions if a["node"] == node]
-    return action
+from tests.react.conftest import break_nodes, hands_off_nodes, idle_nodes, only, slow_ironic, untouched, wait_states
 
 
 def applied(sweeper: Sweeper, node: str) -> list[str]:
     return [r.outcome for r in sweeper.store.actions(node=node) if r.mode == "apply" and r.outcome in APPLIED_OUTCOMES]
-
-
-def idle_nodes(bed: Testbed, count: int) -> list[str]:
-    """Available nodes no fault or test has touched (the highest names: faults pick the lowest)."""
-    faults = Ironic(lifecycle.testbed_dir(bed.workdir)).load_state().faults  # type: ignore[union-attr]
-    free = sorted(
-        n.name
-        for n in bed.conn.baremetal.nodes(details=True)
-        if n.provision_state == "available" and not n.is_maintenance and n.name not in faults
-    )
-    return free[-count:]
 
 
 def everyone_but(bed: Testbed, *names: str) -> list[str]:
@@ -107,16 +91,10 @@ def test_a_node_parked_in_manageable_is_never_made_available(
 
 
 @pytest.fixture
-def slow_power(bed: Testbed) -> Any:
-    """Ironic restarted so that a power action holds the conductor's node lock for 6 s (slow BMC)."""
-    ironic = Ironic(lifecycle.testbed_dir(bed.workdir))
-    state = ironic.load_state()
-    assert state is not None
-    ironic.restart(state, power_delay=6)
-    try:
+def slow_power(bed: Testbed) -> Iterator[None]:
+    """A power action holds the conductor's node lock for 6 s (a slow BMC)."""
+    with slow_ironic(bed, power_delay=6):
         yield
-    finally:
-        ironic.restart(state)
 
 
 def test_a_conductor_lock_after_the_recheck_stops_the_action(

@@ -14,15 +14,13 @@ from hammersmith.cloud import snapshot as snapshot_mod
 from hammersmith.react.sweep import Sweeper
 from hammersmith.store.models import Finding
 from tests.conftest import Testbed
-from tests.react.conftest import break_nodes, rebreak
-from tests.react.test_hammers import inbox  # noqa: F401 (the fixture: a real HTTP receiver for notifications)
-from tests.react.test_must_not_touch import only
+from tests.react.conftest import break_nodes, only, rebreak
 
 
 def test_the_breaker_counts_nodes_not_retries(
     bed: Testbed,
     make_sweeper: Callable[..., Sweeper],
-    inbox: tuple[str, list[dict]],  # noqa: F811
+    inbox: tuple[str, list[dict]],
 ) -> None:
     url, messages = inbox
     (chronic,) = break_nodes(bed, "error-teardown")
@@ -98,7 +96,7 @@ def test_an_hour_of_refusals_is_one_row_per_node_and_reason(bed: Testbed, make_s
 def test_a_fault_that_comes_back_is_notified_again(
     bed: Testbed,
     make_sweeper: Callable[..., Sweeper],
-    inbox: tuple[str, list[dict]],  # noqa: F811
+    inbox: tuple[str, list[dict]],
 ) -> None:
     url, messages = inbox
     (name,) = break_nodes(bed, "error-teardown")

@@ -16,12 +16,8 @@ from openstack.exceptions import HttpException
 
 from hammersmith.react import notify, safety
 from hammersmith.react.sweep import Sweeper
-from hammersmith.testbed import lifecycle
-from hammersmith.testbed.ironic import Ironic
 from tests.conftest import Testbed, ironic_answers_500
-from tests.react.conftest import break_nodes, wait_states
-from tests.react.test_hammers import inbox  # noqa: F401 (the fixture: a real HTTP receiver for notifications)
-from tests.react.test_must_not_touch import idle_nodes, only
+from tests.react.conftest import break_nodes, idle_nodes, only, slow_ironic, wait_states
 
 
 def test_an_ineffective_fix_is_escalated_not_repeated(bed: Testbed, make_sweeper: Callable[..., Sweeper]) -> None:
@@ -74,7 +70,7 @@ def test_a_failure_after_the_call_leaves_that_action_unverified_and_the_sweep_go
     bed: Testbed,
     make_sweeper: Callable[..., Sweeper],
     monkeypatch: pytest.MonkeyPatch,
-    inbox: tuple[str, list[dict]],  # noqa: F811
+    inbox: tuple[str, list[dict]],
 ) -> None:
     url, messages = inbox
     flaky, fine, stored = break_nodes(bed, "deploy-failed", count=3)
@@ -123,7 +119,7 @@ def test_a_sweep_that_breaks_after_its_snapshot_records_itself_and_notifies(
     bed: Testbed,
     make_sweeper: Callable[..., Sweeper],
     monkeypatch: pytest.MonkeyPatch,
-    inbox: tuple[str, list[dict]],  # noqa: F811
+    inbox: tuple[str, list[dict]],
 ) -> None:
     url, messages = inbox
     sweeper = make_sweeper({"error-resetter": "apply"}, notify=[url])
@@ -178,18 +174,12 @@ def test_escalation_is_write_ahead_and_reconciled_after_a_crash(
 
 @pytest.fixture
 def slow_inspection(bed: Testbed) -> Iterator[None]:
-    ironic = Ironic(lifecycle.testbed_dir(bed.workdir))
-    state = ironic.load_state()
-    assert state is not None
-    ironic.restart(state, inspect_delay=8)
-    try:
+    with slow_ironic(bed, inspect_delay=8):
         yield
-    finally:
-        ironic.restart(state)
 
 
 def test_stale_inspection_follows_up_after_a_long_inspection(
-    bed: Testbed, make_sweeper: Callable[..., Sweeper], slow_inspection: None
+    bed: Testbed, make_sweeper: Callable[..., Sweeper], slow_inspection: None, inbox: tuple[str, list[dict]]
 ) -> None:
     """The inspection outlasts the sweep's wait: the row stays pending, other hammers keep off the node, and a later
     sweep (another agent process, after a restart) returns the node to available and records the fix."""
@@ -202,8 +192,11 @@ def test_stale_inspection_follows_up_after_a_long_inspection(
     (pending,) = first.store.pending("lab")
     assert pending.params == {"return_to": "available"}
     assert bed.node_raw(name)["provision_state"] in ("inspecting", "inspect wait")
+    alert = first.act_on("stale-inspection", name)
+    assert alert.skipped["alert"] == f"action #{pending.id} (stale-inspection inspect) is still being verified"
     first.close()
-    later = make_sweeper(modes, exempt_nodes=others, verify_seconds=60)  # a new agent: only the ledger remembers
+    url, messages = inbox
+    later = make_sweeper(modes, notify=[url], exempt_nodes=others, verify_seconds=60)  # only the ledger remembers
     wait_states(bed, [name], {"manageable"}, timeout=30)
     assert later.sweep(apply=False).verified == []  # a follow-up is an action: not in an observe sweep
     with ironic_answers_500(bed):  # partial data proves nothing: the row stays pending, the node where it is
@@ -216,3 +209,31 @@ def test_stale_inspection_follows_up_after_a_long_inspection(
     node = bed.node_raw(name)
     assert node["provision_state"] == "available" and node["inspection_finished_at"]
     assert json.dumps(result.summary()["verified"]) == '{"fixed": 1}'
+    assert any(f"- fixed: earlier action #{pending.id} on {name}" in m["message"] for m in messages)
+
+
+def test_stuck_transient_may_unstick_a_node_whose_verification_waits(
+    bed: Testbed, make_sweeper: Callable[..., Sweeper]
+) -> None:
+    """A node hung in a waiting state with an action pending: other hammers keep off, stuck-transient aborts it."""
+    (name,) = break_nodes(bed, "stuck-deploying")
+    node = bed.node_raw(name)
+    sweeper = make_sweeper({"stuck-transient": "apply", "error-resetter": "apply"})
+    pending = sweeper.store.begin_action(
+        site="lab",
+        hammer="error-resetter",
+        node_uuid=node["uuid"],
+        node_name=name,
+        trigger="sweep",
+        kind="undeploy",
+        params={"target": "deleted", "state": "deploy failed"},
+        before=None,
+    )
+    sweeper.store.finish_action(pending, outcome="succeeded")
+    result = sweeper.sweep(apply=True)
+    abort = only(result.actions, name)
+    assert (abort["hammer"], abort["outcome"]) == ("stuck-transient", "fixed")
+    assert bed.node_raw(name)["provision_state"] == "deploy failed"
+    # the pending undeploy is verified on the next sweep; its node is left alone until then
+    follow = sweeper.sweep(apply=True)
+    assert {v["action_id"]: v["outcome"] for v in follow.verified} == {pending: "ineffective"}

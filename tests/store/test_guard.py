@@ -87,10 +87,21 @@ def test_retention_keeps_what_is_still_in_use(store: Store) -> None:
     )  # fmt: skip
     pending = begin(store, "n", cap(10))
     store.finish_action(pending, outcome="succeeded")  # an unverified fix is kept whatever its age
-    store.mark_notified("lab", "finding:h:n:s", now=old)
+    store.mark_notified("lab", "action:h:n:2025-07-18T12:00:00+00:00", now=old)
+    store.mark_notified("lab", "finding:h:n:s", now=old)  # still seen: kept until it is resolved, not by age
     gone = store.purge("lab", findings_before=T0 - timedelta(days=30), actions_before=T0 - timedelta(days=400))
     assert gone == {"findings": 1, "notifications": 1, "actions": 1}
     assert [r.id for r in store.actions(site="lab")] == [pending]
+    assert store.notification_keys("lab", "finding:") == ["finding:h:n:s"]
+
+
+def test_a_fix_in_between_resets_ineffective(store: Store) -> None:
+    """Only the latest verified action of a kind decides whether repeating it is pointless."""
+    since = T0 - timedelta(days=7)
+    store.finish_action(begin(store, "n", cap(10)), outcome="ineffective")
+    assert store.ineffective(site="lab", hammer="error-resetter", node_uuid="n", kind="undeploy", since=since)
+    store.finish_action(begin(store, "n", cap(10)), outcome="fixed")
+    assert not store.ineffective(site="lab", hammer="error-resetter", node_uuid="n", kind="undeploy", since=since)
 
 
 def test_forgotten_notifications_are_sent_again(store: Store) -> None:

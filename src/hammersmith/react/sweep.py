@@ -240,17 +240,12 @@ class Sweeper:
         """Notify, forget what was resolved, apply retention, and record the sweep, each step on its own."""
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("notify", lambda: notify.sweep_batch(self.store, self.site, self.site_name, result, self.base_url)),
+            ("forget resolved", lambda: notify.forget_resolved(self.store, self.site_name, result, snap, evaluated)),
             ("retention", lambda: self._purge(snap.now)),
         ]
-        if not result.error:  # a sweep cut short saw only some findings: it cannot tell what was resolved
-            steps.insert(
-                1,
-                (
-                    "forget resolved",
-                    lambda: notify.forget_resolved(self.store, self.site_name, result, snap, evaluated),
-                ),
-            )
         for what, step in steps:
+            if what == "forget resolved" and result.error:
+                continue  # a sweep cut short saw only some findings: it cannot tell what was resolved
             try:
                 step()
             except Exception as exc:
@@ -474,17 +469,7 @@ class Sweeper:
             with self._lock(action.node_uuid):
                 live = safety.recheck(hammer, action, self.conn, self.policy)
                 reason = f"{reason}: {safety.last_error(self.conn, live.node) or action.why}"[:255]
-                action_id = self.store.begin_action(
-                    site=self.site_name,
-                    hammer=hammer.name,
-                    node_uuid=action.node_uuid,
-                    node_name=action.node_name,
-                    trigger=self.trigger,
-                    kind="escalate",
-                    params={"reason": reason},
-                    before=fields(live.node),
-                    agent=self.agent,
-                )
+                action_id = self._begin(replace(escalate, params={"reason": reason}), live.node)
                 try:
                     safety.call(self.conn, "put", f"/nodes/{action.node_uuid}/maintenance", {"reason": reason})
                 except Exception as exc:
@@ -497,6 +482,21 @@ class Sweeper:
             return
         result.add(escalate, "escalated", "apply", reason, action_id=action_id)
         notify.escalation(self.store, self.site, self.site_name, hammer, action, reason, self.base_url)
+
+    def _begin(self, action: Action, node: dict[str, Any], guard: Guard | None = None) -> int:
+        """The intent row, committed before any API call (Denied when the guard says no)."""
+        return self.store.begin_action(
+            site=self.site_name,
+            hammer=action.hammer,
+            node_uuid=action.node_uuid,
+            node_name=action.node_name,
+            trigger=self.trigger,
+            kind=action.kind,
+            params=action.params,
+            before=fields(node),
+            agent=self.agent,
+            guard=guard,
+        )
 
     def _after(self, action: Action) -> dict[str, Any] | None:
         """The node after an action, for the ledger; None if it cannot be read (recorded, never raised)."""
@@ -514,18 +514,7 @@ class Sweeper:
         try:
             lease = held.enter_context(self._lock(action.node_uuid))
             live = safety.recheck(hammer, action, self.conn, self.policy)
-            action_id = self.store.begin_action(
-                site=self.site_name,
-                hammer=hammer.name,
-                node_uuid=action.node_uuid,
-                node_name=action.node_name,
-                trigger=self.trigger,
-                kind=action.kind,
-                params=action.params,
-                before=fields(live.node),
-                agent=self.agent,
-                guard=self._guard(fleet),
-            )
+            action_id = self._begin(action, live.node, self._guard(fleet))
         except Denied as exc:
             held.close()
             if exc.opened:

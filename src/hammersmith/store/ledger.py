@@ -518,20 +518,19 @@ class LedgerMixin:
         with self.engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
 
-    def _applied_query(self, site: str, since: datetime, *where: ColumnElement[bool]) -> Select[tuple[int]]:
-        """Counts API calls: escalations (our own maintenance) spend no budget, rate or breaker."""
+    @staticmethod
+    def _attempted(site: str, since: datetime) -> tuple[ColumnElement[bool], ...]:
+        """Rows that are API calls: escalations (our own maintenance) spend no budget, rate or breaker."""
         return (
-            select(func.count())
-            .select_from(Action)
-            .where(
-                Action.site == site,
-                Action.mode == "apply",
-                Action.outcome.in_(APPLIED_OUTCOMES),
-                Action.kind != "escalate",
-                Action.started_at >= since,
-                *where,
-            )
+            Action.site == site,
+            Action.mode == "apply",
+            Action.outcome.in_(APPLIED_OUTCOMES),
+            Action.kind != "escalate",
+            Action.started_at >= since,
         )
+
+    def _applied_query(self, site: str, since: datetime, *where: ColumnElement[bool]) -> Select[tuple[int]]:
+        return select(func.count()).select_from(Action).where(*self._attempted(site, since), *where)
 
     def _applied(self, site: str, since: datetime, *where: ColumnElement[bool]) -> int:
         with self.session() as session:
@@ -540,13 +539,7 @@ class LedgerMixin:
     def _acted(self, session: Session, site: str, since: datetime) -> list[tuple[str, str, str | None]]:
         query = (
             select(Action.hammer, Action.node_uuid, func.max(Action.node_name))
-            .where(
-                Action.site == site,
-                Action.mode == "apply",
-                Action.outcome.in_(APPLIED_OUTCOMES),
-                Action.kind != "escalate",
-                Action.started_at >= since,
-            )
+            .where(*self._attempted(site, since))
             .group_by(Action.hammer, Action.node_uuid)
         )
         return [(h, n, name) for h, n, name in session.execute(query)]
