@@ -116,3 +116,24 @@ def test_a_fault_that_comes_back_is_notified_again(
     observer.sweep(apply=False)
     assert told() == 2  # it came back: news again
     fixer.sweep(apply=True)
+
+
+def test_a_node_escalated_again_after_a_human_released_it_is_notified_again(
+    bed: Testbed,
+    make_sweeper: Callable[..., Sweeper],
+    inbox: tuple[str, list[dict]],
+) -> None:
+    url, messages = inbox
+    (name,) = break_nodes(bed, "teardown-keeps-failing")
+    sweeper = make_sweeper({"error-resetter": "apply"}, notify=[url], **WIDE)
+
+    def gave_up() -> int:
+        return sum(f"gave up on {name}" in m["title"] for m in messages)
+
+    assert only(sweeper.sweep(apply=True).actions, name)["outcome"] == "ineffective"
+    assert only(sweeper.sweep(apply=True).actions, name)["outcome"] == "escalated"
+    sweeper.sweep(apply=True)
+    assert gave_up() == 1
+    bed.conn.baremetal.unset_node_maintenance(name)  # a human releases it without fixing the cause
+    assert only(sweeper.sweep(apply=True).actions, name)["outcome"] == "escalated"
+    assert gave_up() == 2

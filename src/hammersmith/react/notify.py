@@ -76,25 +76,28 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result, base_u
         send(site, site_name, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))
 
 
-def forget_resolved(store: Store, site_name: str, result: Result, snap: Snapshot, evaluated: set[str]) -> None:
-    """A finding no longer seen (by a hammer that ran on complete data), or an escalation a human has released
-    (the node is out of hammersmith's maintenance), is resolved: if it comes back, it is news again."""
+def forget_resolved(store: Store, site_name: str, result: Result, evaluated: set[str]) -> None:
+    """A finding no longer seen by a hammer that ran on complete data is resolved: if it comes back, it is news."""
     found = {(f.check, f.node_uuid) for f in result.findings}
     keys = []
     for key in store.notification_keys(site_name, "finding:"):
         _, check, node, *_ = key.split(":", 3)
         if check in evaluated and (check, node) not in found:
             keys.append(key)
+    store.forget_notifications(site_name, keys)
+
+
+def forget_released(store: Store, site_name: str, snap: Snapshot) -> None:
+    """An escalated node a human took out of hammersmith's maintenance is released: escalating it again is news.
+    Run before the sweep acts, so that a new escalation in this very sweep is told."""
+    if not snap.complete("ironic"):
+        return
     ours = {
         n["uuid"]
         for n in snap.nodes
         if n.get("maintenance") and (n.get("maintenance_reason") or "").startswith(OWN_REASON_PREFIX)
     }
-    if snap.complete("ironic"):
-        for key in store.notification_keys(site_name, "escalate:"):
-            _, _hammer, node, *_ = key.split(":", 3)
-            if node not in ours:
-                keys.append(key)
+    keys = [k for k in store.notification_keys(site_name, "escalate:") if k.split(":", 3)[2] not in ours]
     store.forget_notifications(site_name, keys)
 
 

@@ -189,6 +189,7 @@ class Sweeper:
         snap = result.snapshot = snapshot_mod.take(self.connection)
         evaluated: set[str] = set()
         try:
+            notify.forget_released(self.store, self.site_name, snap)
             busy = self._verify_pending(result, snap, apply)
             candidates = self._plan(result, snap, busy, evaluated)
             self._act(result, candidates, apply, snap.now, lambda: len(snap.nodes))
@@ -240,7 +241,7 @@ class Sweeper:
         """Notify, forget what was resolved, apply retention, and record the sweep, each step on its own."""
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("notify", lambda: notify.sweep_batch(self.store, self.site, self.site_name, result, self.base_url)),
-            ("forget resolved", lambda: notify.forget_resolved(self.store, self.site_name, result, snap, evaluated)),
+            ("forget resolved", lambda: notify.forget_resolved(self.store, self.site_name, result, evaluated)),
             ("retention", lambda: self._purge(snap.now)),
         ]
         for what, step in steps:
