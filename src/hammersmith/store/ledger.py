@@ -246,9 +246,11 @@ class LedgerMixin:
             row.error = error
             if reason is not None:
                 row.reason = reason
-            row.finished_at = _now(now)
-            if verified:
-                row.verified_at = row.finished_at
+            if verified:  # the call's own finish stays: verified_at - finished_at is Ironic's work
+                row.verified_at = _now(now)
+                row.finished_at = row.finished_at or row.verified_at
+            else:
+                row.finished_at = _now(now)
 
     def pending(self, site: str) -> list[ActionRow]:
         """Actions whose call returned but whose fix is not verified yet (the node was still busy), oldest first."""
