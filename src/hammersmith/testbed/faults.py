@@ -37,18 +37,20 @@ class Fault:
     summary: str
     hands_off: bool
     apply: Callable[[Injector, str], None]
+    #: part of the demo scenario (the others serve the hammer tests and benchmarks)
+    in_demo: bool = True
 
 
 FAULTS: dict[str, Fault] = {}
 
 
 def fault(
-    name: str, summary: str, hands_off: bool = False
+    name: str, summary: str, hands_off: bool = False, in_demo: bool = True
 ) -> Callable[[Callable[[Injector, str], None]], Callable[[Injector, str], None]]:
     """Register a fault; `hands_off` marks the cases a tool must leave alone."""
 
     def register(func: Callable[[Injector, str], None]) -> Callable[[Injector, str], None]:
-        FAULTS[name] = Fault(name, summary, hands_off, func)
+        FAULTS[name] = Fault(name, summary, hands_off, func, in_demo)
         return func
 
     return register
@@ -217,6 +219,7 @@ def clean_failed(inj: Injector, node: str) -> None:
 @fault(
     "clean-failed-automated",
     "clean failed on the way to available: the cleaning ramdisk never called back and the clean was aborted",
+    in_demo=False,
 )
 def clean_failed_automated(inj: Injector, node: str) -> None:
     inj.bm.set_node_provision_state(node, "manage", wait=False)
@@ -230,7 +233,9 @@ def clean_failed_automated(inj: Injector, node: str) -> None:
 
 
 @fault(
-    "teardown-keeps-failing", "error after 'Failed to tear down', and every tear down fails again (Neutron stays down)"
+    "teardown-keeps-failing",
+    "error after 'Failed to tear down', and every tear down fails again (Neutron stays down)",
+    in_demo=False,  # needs the Ironic-only tier; the demo runs Neutron
 )
 def teardown_keeps_failing(inj: Injector, node: str) -> None:
     if inj.neutron:
