@@ -7,7 +7,6 @@ Apprise URLs carry secrets: they are never logged or shown, only their scheme.
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from hammersmith.detect.handsoff import OWN_REASON_PREFIX
 from hammersmith.react import runbooks
 from hammersmith.react.hammers import Action, Hammer
 from hammersmith.store import Store
+from hammersmith.store.ledger import stable
 
 if TYPE_CHECKING:
     from hammersmith.react.sweep import Result
@@ -69,8 +69,8 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result, base_u
     for f in result.findings:
         if (f.check, f.node_uuid) in acted:
             continue
-        stable = re.sub(r"\d+", "#", f.summary)  # "stuck for 61 min" and "... 66 min" are one finding
-        if store.mark_notified(site_name, f"finding:{f.check}:{f.node_uuid}:{stable}"):
+        # "stuck for 61 min" and "... 66 min" are one finding
+        if store.mark_notified(site_name, f"finding:{f.check}:{f.node_uuid}:{stable(f.summary)}"):
             lines.append(f"- found: {f.check} on {f.node_name}: {f.summary} runbook: {runbook(base_url, f.check)}")
     if lines:
         send(site, site_name, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))

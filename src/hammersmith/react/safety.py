@@ -138,11 +138,11 @@ def history_error(conn: Connection, node_uuid: str) -> str:
     return str(errors[-1]["event"]) if errors else ""
 
 
-def needs_history(node: dict[str, Any]) -> bool:
-    """Ironic's fault with a reason but no last_error left (power sync clears it): only history can tell whose."""
-    return bool(
-        node.get("maintenance") and node.get("fault") and node.get("maintenance_reason") and not node.get("last_error")
-    )
+def history_for(conn: Connection, node: dict[str, Any]) -> str | None:
+    """What the node's history says for whose maintenance it is, when only history can tell: Ironic's fault with a
+    reason but no last_error left (power sync clears it). None (no call) for every other node."""
+    needed = node.get("maintenance") and node.get("fault") and node.get("maintenance_reason")
+    return history_error(conn, node["uuid"]) if needed and not node.get("last_error") else None
 
 
 def last_error(conn: Connection, node: dict[str, Any]) -> str:
@@ -276,8 +276,7 @@ def recheck(hammer: Hammer, action: Action, conn: Connection, policy: Policy) ->
         now = live(conn, action.node_uuid)
     except NotFoundException:
         raise Refused("node no longer exists") from None
-    history = history_error(conn, action.node_uuid) if needs_history(now.node) else None
-    may_touch(hammer, now.node, policy, now.now, history)
+    may_touch(hammer, now.node, policy, now.now, history_for(conn, now.node))
     if not hammer.matches(now.node, now.ports, policy, now.now):
         raise Refused("no longer applies on live data (someone else fixed it or it changed)")
     if not hammer.still_planned(action, now.node, now.ports):

@@ -17,7 +17,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -34,7 +34,7 @@ from hammersmith.react import notify, safety
 from hammersmith.react.hammers import Action, Hammer
 from hammersmith.store import Store
 from hammersmith.store.ledger import Denied, Guard, describe, stable
-from hammersmith.store.models import ActionRow
+from hammersmith.store.models import ActionRow, BreakerRow
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +229,7 @@ class Sweeper:
                     try:
                         if action.node_uuid in busy and not hammer.transient_ok:  # stuck-transient unsticks it
                             raise safety.Refused(busy[action.node_uuid])
-                        history = safety.history_error(self.conn, node["uuid"]) if safety.needs_history(node) else None
-                        safety.may_touch(hammer, node, self.policy, snap.now, history)
+                        safety.may_touch(hammer, node, self.policy, snap.now, safety.history_for(self.conn, node))
                     except safety.Refused as exc:
                         self._record(result, action, "refused", str(exc), node)
                         continue
@@ -295,14 +294,12 @@ class Sweeper:
             result.skipped["alert"] = f"node {node_ref!r} not found in Ironic"
             return result
         node = now.node
-        pending = [r for r in self.store.pending(self.site_name) if r.node_uuid == node["uuid"]]
+        pending = self.store.pending(self.site_name, node["uuid"])
         if pending and not hammer.transient_ok:
-            row = pending[0]
-            result.skipped["alert"] = f"action #{row.id} ({row.hammer} {row.kind}) is still being verified"
+            result.skipped["alert"] = being_verified(pending[0])
             return result
-        history = safety.history_error(self.conn, node["uuid"]) if safety.needs_history(node) else None
         try:  # a hands-off node says why before "no longer matches" could hide it
-            safety.may_touch(hammer, node, self.policy, now.now, history)
+            safety.may_touch(hammer, node, self.policy, now.now, safety.history_for(self.conn, node))
         except safety.Refused as exc:
             result.skipped["alert"] = f"refused by the safety layer: {exc}"
             return result
@@ -335,7 +332,7 @@ class Sweeper:
             ready = []
             for row in self.store.pending(self.site_name):
                 node, hammer = by_uuid.get(row.node_uuid), hammers.get(row.hammer)
-                wait = f"action #{row.id} ({row.hammer} {row.kind}) is still being verified"
+                wait = being_verified(row)
                 if not snap.complete("ironic") or not (apply and self.policy.mode(row.hammer) == "apply"):
                     busy[row.node_uuid] = wait  # partial data proves nothing; a follow-up is an action
                 elif node is None or hammer is None:
@@ -438,13 +435,19 @@ class Sweeper:
                 return True
             driven = describe([*recent, *((a.hammer, a.node_uuid, a.node_name) for _, a, _ in batch)])
             self.store.open_breaker(self.site_name, f"{verdict.reason}; driven by {driven}")
-            state = self.store.breaker(self.site_name)
-            assert state is not None
-            notify.breaker_opened(self.store, self.site, self.site_name, state.reason, state.opened_at)
+            state = self._breaker_opened(result)
         result.breaker = state.reason
         for _, action, node in batch:
             self._record(result, action, "refused", f"circuit breaker open: {state.reason}", node, "apply")
         return False
+
+    def _breaker_opened(self, result: Result) -> BreakerRow:
+        """This agent opened the breaker: say why in the sweep's result and tell a human (once per opening)."""
+        state = self.store.breaker(self.site_name)
+        assert state is not None
+        result.breaker = state.reason
+        notify.breaker_opened(self.store, self.site, self.site_name, state.reason, state.opened_at)
+        return state
 
     def _guard(self, fleet: int) -> Guard:
         def verdict(nodes: int) -> str:
@@ -453,7 +456,7 @@ class Sweeper:
 
         return Guard(self.policy.rate.per_hour, self.policy.breaker.window_minutes, verdict)
 
-    def _lock(self, node_uuid: str) -> Any:
+    def _lock(self, node_uuid: str) -> AbstractContextManager[safety.Lease]:
         return safety.node_lock(self.store, self.site_name, node_uuid, self.agent, self.policy.lock_ttl_seconds)
 
     def _escalate(
@@ -519,10 +522,7 @@ class Sweeper:
         except Denied as exc:
             held.close()
             if exc.opened:
-                state = self.store.breaker(self.site_name)
-                if state is not None:
-                    result.breaker = state.reason
-                    notify.breaker_opened(self.store, self.site, self.site_name, state.reason, state.opened_at)
+                self._breaker_opened(result)
             self._record(result, action, "refused", str(exc), node, "apply")
             return None
         except safety.Refused as exc:
@@ -688,6 +688,11 @@ class Sweeper:
             action.kind,
             stable(reason),
         )
+
+
+def being_verified(row: ActionRow) -> str:
+    """Why a node with a pending action is left alone (by other hammers, and by alerts)."""
+    return f"action #{row.id} ({row.hammer} {row.kind}) is still being verified"
 
 
 def as_action(row: ActionRow) -> Action:

@@ -252,13 +252,16 @@ class LedgerMixin:
             else:
                 row.finished_at = _now(now)
 
-    def pending(self, site: str) -> list[ActionRow]:
-        """Actions whose call returned but whose fix is not verified yet (the node was still busy), oldest first."""
+    def pending(self, site: str, node_uuid: str | None = None) -> list[ActionRow]:
+        """Actions whose call returned but whose fix is not verified yet (the node was still busy), oldest first;
+        optionally of one node."""
         query = (
             select(Action)
             .where(Action.site == site, Action.mode == "apply", Action.outcome == "succeeded")
             .order_by(Action.started_at, Action.id)
         )
+        if node_uuid is not None:
+            query = query.where(Action.node_uuid == node_uuid)
         with self.session() as session:
             return [ActionRow.of(row) for row in session.scalars(query)]
 
