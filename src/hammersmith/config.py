@@ -54,6 +54,8 @@ class Retention(_Strict):
 
     findings_days: float = Field(30, gt=0, description="findings and sent-notification records")
     ledger_days: float = Field(400, gt=0, description="finished ledger rows (the audit trail)")
+    deliveries_days: float = Field(30, gt=0, description="processed and dead-lettered webhook deliveries")
+    incidents_days: float = Field(400, gt=0, description="resolved incidents and their timelines")
 
 
 class Policy(_Strict):
@@ -170,6 +172,16 @@ class Http(_Strict):
         None, min_length=16, description="bearer token Alertmanager sends (secret); unset: the webhook refuses all"
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
+    web_config_file: Path | None = Field(
+        None, description="TLS and basic auth, in the web config format of Prometheus exporters"
+    )
+    max_connections: int = Field(1000, ge=16, le=60_000, description="open connections at once, slow ones first out")
+    header_timeout_seconds: float = Field(10, gt=0, le=300, description="a request's headers must arrive by then")
+    body_timeout_seconds: float = Field(30, gt=0, le=600, description="a request's body must arrive by then")
+    max_alerts_per_delivery: int = Field(1000, ge=1, le=100_000, description="alerts beyond are set aside")
+    max_alert_series: int = Field(200, ge=1, le=10_000, description="alert names on /metrics; the rest: other")
+    delivery_attempts: int = Field(8, ge=1, le=100, description="tries of a stored delivery before dead-letter")
+    retry_max_seconds: float = Field(300, gt=0, le=3600, description="longest wait between two tries")
 
     @field_validator("listen")
     @classmethod
@@ -331,7 +343,13 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(file), 0, f"cannot read: {exc.strerror}")]) from None
     settings = parse(text, str(file))
-    state_dir = settings.state_dir.expanduser()
-    if not state_dir.is_absolute():
-        state_dir = (file.parent / state_dir).resolve()
-    return settings.model_copy(update={"state_dir": state_dir})
+    http = settings.http
+    if http.web_config_file is not None:
+        http = http.model_copy(update={"web_config_file": _beside(file, http.web_config_file)})
+    return settings.model_copy(update={"state_dir": _beside(file, settings.state_dir), "http": http})
+
+
+def _beside(file: Path, path: Path) -> Path:
+    """A path from the config file, relative to that file."""
+    path = path.expanduser()
+    return path if path.is_absolute() else (file.parent / path).resolve()
