@@ -23,6 +23,7 @@ from hammersmith.quantify.collect import observe
 from hammersmith.quantify.exporter import Exporter
 from hammersmith.quantify.telemetry import Telemetry, schedule
 from hammersmith.store import Store, open_store
+from hammersmith.web import webconfig
 from hammersmith.web.app import Server, create_app
 
 log = logging.getLogger("hammersmith.agent")
@@ -55,7 +56,8 @@ def stop_on_signals() -> threading.Event:
 def listen_on(settings: Settings, listen: str | None) -> Http:
     """--listen, else the config's http.listen; checked before anything connects anywhere."""
     try:
-        return Http(listen=listen) if listen else settings.http
+        # only the address changes: TLS, basic auth and the connection limits stay as configured
+        return settings.http.model_copy(update={"listen": Http(listen=listen).listen}) if listen else settings.http
     except ValidationError:
         raise typer.BadParameter(
             "must be host:port, e.g. 127.0.0.1:9184 (port 0: any free port)", param_hint="--listen"
@@ -67,7 +69,10 @@ def serving(http: Http, telemetry: Telemetry, **app_options: Any) -> Iterator[Se
     # a scrape must get the GIL quickly while a cycle decodes and renders in another thread
     # (measured at 10,000 nodes: p99 of /metrics about halved against the default 5 ms)
     sys.setswitchinterval(0.001)
-    server = Server(create_app(Exporter(telemetry), **app_options), http.host, http.port).start()
+    # read before anything listens: a certificate that cannot be used stops the start, with its line
+    web = webconfig.load(http.web_config_file) if http.web_config_file else webconfig.WebConfig()
+    app = create_app(Exporter(telemetry), users=web.users, **app_options)
+    server = Server(app, http.host, http.port, http=http, tls=web.tls).start()
     log.info("serving metrics on %s/metrics", server.url)
     try:
         yield server
