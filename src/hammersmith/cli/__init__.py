@@ -13,6 +13,7 @@ from rich.console import Console
 
 from hammersmith import __version__
 from hammersmith import config as config_mod
+from hammersmith.cli.render import markup
 from hammersmith.errors import ConfigError, HammersmithError
 
 app = typer.Typer(
@@ -21,8 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Operations autopilot for OpenStack bare-metal testbeds.",
 )
-console = Console()
-err_console = Console(stderr=True)
+# no highlighting or emoji codes: a node named like a URL or holding `:warning:` prints as it is
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 class _Options:
@@ -75,7 +77,9 @@ def config_validate(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"file": str(path), "valid": True, "sites": sorted(settings.sites)})
     else:
-        console.print(f"[green]{path}: valid[/] ({len(settings.sites)} site(s): {', '.join(sorted(settings.sites))})")
+        console.print(
+            markup("[green]{}: valid[/] ({} site(s): {})", path, len(settings.sites), ", ".join(sorted(settings.sites)))
+        )
 
 
 @app.command()
@@ -160,15 +164,15 @@ def main(argv: list[str] | None = None) -> None:
     except HammersmithError as exc:
         if OPTIONS.debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(markup("[bold red]error:[/] {}", exc))  # config values, server text: data
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            err_console.print(markup("[yellow]hint:[/] {}", exc.hint))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if OPTIONS.debug:
             raise
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
-        err_console.print("[yellow]hint:[/] run again with --debug for the traceback, and report it", highlight=False)
+        err_console.print(markup("[bold red]internal error:[/] {}: {}", type(exc).__name__, exc))
+        err_console.print("[yellow]hint:[/] run again with --debug for the traceback, and report it")
         sys.exit(70)

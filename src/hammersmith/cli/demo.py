@@ -99,7 +99,10 @@ def demo(
     render.findings(console, after.report)
     if keep:
         console.print(
-            f"The testbed is still running at {state.url}. Try [bold]hammersmith ledger[/], "
-            "[bold]hammersmith check[/], [bold]hammersmith testbed status[/]; "
-            "stop it with [bold]hammersmith testbed down[/]."
+            render.markup(
+                "The testbed is still running at {}. Try [bold]hammersmith ledger[/], "
+                "[bold]hammersmith check[/], [bold]hammersmith testbed status[/]; "
+                "stop it with [bold]hammersmith testbed down[/].",
+                state.url,
+            )
         )

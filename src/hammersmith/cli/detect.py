@@ -14,6 +14,7 @@ from rich.table import Table
 
 from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json
+from hammersmith.cli.render import markup, plain
 from hammersmith.config import Settings, Site
 from hammersmith.detect import probes, smoke
 from hammersmith.detect.probes.tls import iso
@@ -33,23 +34,25 @@ def probe(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"site": name, "results": [r.to_dict() for r in results]})
     else:
-        table = Table(title=f"Probes of site '{name}'")
+        table = Table(title=markup("Probes of site '{}'", name, style="table.title"))
         for column in ("probe", "status", "step", "seconds", "error / reason"):
             table.add_column(column, overflow="fold")
         for r in results:
-            status = f"[{STATUS_STYLE[r.status]}]{r.status}[/]"
+            status = plain(r.status, STATUS_STYLE[r.status])
             if not r.steps:
-                table.add_row(r.probe, status, "-", "-", r.reason or "")
+                table.add_row(plain(r.probe), status, "-", "-", plain(r.reason or ""))
             for i, step in enumerate(r.steps):
                 table.add_row(
-                    r.probe if i == 0 else "",
+                    plain(r.probe) if i == 0 else "",
                     status if i == 0 else "",
-                    step.name,
+                    plain(step.name),
                     f"{step.seconds:.3f}",
-                    f"[red]{step.error}[/]" if step.error else "",
+                    plain(step.error or "", "red"),
                 )
             for (service, endpoint), not_after in sorted(r.tls_expiry.items()):
-                table.add_row("", "", f"{service} certificate", "-", f"expires {iso(not_after)} ({endpoint})")
+                table.add_row(
+                    "", "", markup("{} certificate", service), "-", markup("expires {} ({})", iso(not_after), endpoint)
+                )
         console.print(table)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
@@ -73,13 +76,15 @@ def smoke_run(
     if as_json:
         emit_json(run.to_dict())
     else:
-        table = Table(title=f"Smoke ({run.set}) of site '{name}', run {run.run_id}")
+        table = Table(title=markup("Smoke ({}) of site '{}', run {}", run.set, name, run.run_id, style="table.title"))
         for column in ("scenario", "status", "seconds", "message"):
             table.add_column(column, overflow="fold")
         for r in run.results:
-            table.add_row(r.scenario, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", f"{r.seconds:.2f}", r.message or "")
+            table.add_row(
+                plain(r.scenario), plain(r.status, STATUS_STYLE[r.status]), f"{r.seconds:.2f}", plain(r.message or "")
+            )
         console.print(table)
-        console.print(f"reports: {run.reports['ctrf']}, {run.reports['junit']}")
+        console.print(markup("reports: {}, {}", run.reports["ctrf"], run.reports["junit"]))
     if run.failed:
         raise typer.Exit(1)
 

@@ -15,6 +15,7 @@ import typer
 import yaml
 
 from hammersmith.cli import JsonOpt, console, emit_json
+from hammersmith.cli.render import plain
 from hammersmith.react import runbooks
 from hammersmith.react.runbooks import Problem
 
@@ -184,7 +185,7 @@ def lint(
         emit_json({"ok": not problems, **counts, "problems": [asdict(p) for p in problems]})
     else:
         for problem in problems:
-            console.print(str(problem), highlight=False, markup=False, soft_wrap=True)
+            console.print(plain(problem), soft_wrap=True)
         if problems:
             console.print(f"[bold red]{len(problems)} problem(s)[/]")
         else:

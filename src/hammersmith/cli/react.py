@@ -12,6 +12,7 @@ from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json
 from hammersmith.cli import detect as cli_detect
 from hammersmith.cli.quantify import ListenOpt, agent_logging, listen_on, opened, serving, stop_on_signals
+from hammersmith.cli.render import markup, plain
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.quantify.collect import observe
 from hammersmith.quantify.telemetry import Telemetry, schedule
@@ -34,8 +35,13 @@ OUTCOME_STYLE = {
 
 def render_result(result: Result) -> None:
     table = Table(
-        title=f"Sweep of site '{result.site}' ({'apply' if result.apply else 'observe only'}): "
-        f"{len(result.findings)} finding(s)"
+        title=markup(
+            "Sweep of site '{}' ({}): {} finding(s)",
+            result.site,
+            "apply" if result.apply else "observe only",
+            len(result.findings),
+            style="table.title",
+        )
     )
     for column in ("node", "hammer", "action", "mode", "outcome", "why / before -> after"):
         table.add_column(column, overflow="fold")
@@ -44,24 +50,30 @@ def render_result(result: Result) -> None:
         if a.get("before") and a.get("after"):
             detail = f"{a['before']['provision_state']} -> {a['after']['provision_state']}"
         style = OUTCOME_STYLE.get(a["outcome"], "")
-        table.add_row(a["node"], a["hammer"], a["kind"], a["mode"], f"[{style}]{a['outcome']}[/]", detail[:200])
+        table.add_row(
+            *map(plain, (a["node"], a["hammer"], a["kind"], a["mode"])), plain(a["outcome"], style), plain(detail[:200])
+        )
     planned = {(a["hammer"], a["node_uuid"]) for a in result.actions}
     for f in result.findings:
         if (f.check, f.node_uuid) not in planned:
-            table.add_row(f.node_name, f.check, "report", "-", "[cyan]reported[/]", f.summary)
+            table.add_row(plain(f.node_name), plain(f.check), "report", "-", "[cyan]reported[/]", plain(f.summary))
     console.print(table)
     if result.breaker:
         console.print(
-            f"[bold red]circuit breaker open:[/] {result.breaker} (hammersmith breaker reset --site {result.site})"
+            markup(
+                "[bold red]circuit breaker open:[/] {} (hammersmith breaker reset --site {})",
+                result.breaker,
+                result.site,
+            )
         )
     for name, why in result.skipped.items():
-        console.print(f"[yellow]{name} skipped:[/] {why}")
+        console.print(markup("[yellow]{} skipped:[/] {}", name, why))
     for v in result.verified:
-        console.print(f"earlier action #{v['action_id']} on {v['node']}: {v['outcome']}")
+        console.print(markup("earlier action #{} on {}: {}", v["action_id"], v["node"], v["outcome"]))
     if result.error:
-        console.print(f"[bold red]sweep failed after its snapshot:[/] {result.error}")
+        console.print(markup("[bold red]sweep failed after its snapshot:[/] {}", result.error))
     for name, count in result.deferred.items():
-        console.print(f"{count} more {name} action(s) deferred to later sweeps by its rate limit")
+        console.print(markup("{} more {} action(s) deferred to later sweeps by its rate limit", count, name))
 
 
 def sweep(
@@ -120,7 +132,7 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
         finally:
             cli_detect.finish(detectors, stop, site_cfg.smoke.timeout_seconds)
             sweeper.close()
-    console.print(f"agent for site {name!r} stopped")
+    console.print(markup("agent for site {} stopped", repr(name)))
 
 
 def ledger(
@@ -139,7 +151,8 @@ def ledger(
         emit_json([r.to_dict() for r in rows])
         return
     sites = {r.site for r in rows}
-    table = Table(title=f"Ledger: {len(rows)} action(s)" + (f" at site {next(iter(sites))}" if len(sites) == 1 else ""))
+    where = markup(" at site {}", next(iter(sites))) if len(sites) == 1 else ""
+    table = Table(title=markup("Ledger: {} action(s){}", len(rows), where, style="table.title"))
     columns = ["when (UTC)", *(["site"] if len(sites) > 1 else []), "node", "hammer", "action", "outcome"]
     for column in columns:
         table.add_column(column, no_wrap=True)
@@ -152,10 +165,8 @@ def ledger(
             r.node_name or r.node_uuid,
             r.hammer,
             r.kind,
-            f"[{style}]{r.outcome}[/]",
-            (r.error or r.reason or "")[:160],
         ]
-        table.add_row(*cells)
+        table.add_row(*map(plain, cells), plain(r.outcome, style), plain((r.error or r.reason or "")[:160]))
     console.print(table)
 
 
@@ -193,9 +204,9 @@ def breaker_status(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(info)
     elif info["open"]:
-        console.print(f"[bold red]OPEN[/] since {info['opened_at']}: {info['reason']}")
+        console.print(markup("[bold red]OPEN[/] since {}: {}", info["opened_at"], info["reason"]))
     else:
-        console.print(f"[green]closed[/] (site {name})")
+        console.print(markup("[green]closed[/] (site {})", name))
 
 
 @breaker_app.command("reset")
@@ -208,5 +219,5 @@ def breaker_reset(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     with opened(settings) as store:
         was_open = store.reset_breaker(name, by=getpass.getuser())
     emit_json({"site": name, "reset": was_open}) if as_json else console.print(
-        f"breaker for {name} {'reset' if was_open else 'was not open'}"
+        markup("breaker for {} {}", name, "reset" if was_open else "was not open")
     )

@@ -15,6 +15,7 @@ import typer
 
 from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, console, emit_json
+from hammersmith.cli.render import markup, plain
 from hammersmith.errors import ConfigError
 
 #: where the shipped files live (package data; the repository's top-level `rules` links here)
@@ -75,11 +76,16 @@ def export(
         emit_json({"base_url": base, "files": written})
         return
     for path in written:
-        console.print(path, highlight=False)
+        console.print(plain(path))
     console.print(
-        f"[green]{len(written)} files[/] with links to {base}; check them with "
-        f"`promtool check rules {out}/*.rules.yml` and `promtool test rules {out}/tests/*.yml`",
-        highlight=False,
+        markup(
+            "[green]{} files[/] with links to {}; check them with "
+            "`promtool check rules {}/*.rules.yml` and `promtool test rules {}/tests/*.yml`",
+            len(written),
+            base,
+            out,
+            out,
+        )
     )
 
 

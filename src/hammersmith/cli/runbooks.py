@@ -9,6 +9,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from hammersmith.cli import JsonOpt, console, emit_json
+from hammersmith.cli.render import markup, plain
 from hammersmith.react import runbooks
 
 app = typer.Typer(no_args_is_help=True, help="Runbooks: one per alert and per hammer.")
@@ -33,11 +34,11 @@ def list_(as_json: JsonOpt = False) -> None:
     table.add_column("manual minutes", justify="right")
     for r in ordered:
         table.add_row(
-            r.name,
-            r.title,
-            f"[{_SEVERITY[r.severity]}]{r.severity}[/]",
-            ", ".join(r.alerts),
-            ", ".join(r.hammers),
+            plain(r.name),
+            plain(r.title),
+            plain(r.severity, _SEVERITY[r.severity]),
+            plain(", ".join(r.alerts)),
+            plain(", ".join(r.hammers)),
             str(r.manual_minutes),
         )
     console.print(table)
@@ -53,8 +54,11 @@ def show(
         emit_json(runbook.to_dict() | {"body": runbook.body})
         return
     console.print(
-        f"[{_SEVERITY[runbook.severity]}]{runbook.severity}[/]  {runbook.title}  "
-        f"(about {runbook.manual_minutes} min by hand)",
-        highlight=False,
+        markup(
+            "{}  {}  (about {} min by hand)",
+            plain(runbook.severity, _SEVERITY[runbook.severity]),
+            runbook.title,
+            runbook.manual_minutes,
+        )
     )
     console.print(Markdown(runbook.body))

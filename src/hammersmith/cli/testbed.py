@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from hammersmith.cli import JsonOpt, console, emit_json
+from hammersmith.cli.render import markup, plain
 from hammersmith.testbed import lifecycle
 from hammersmith.testbed.faults import FAULTS, SCENARIOS
 
@@ -24,7 +25,7 @@ def progress_steps(quiet: bool) -> Iterator[lifecycle.Step]:
     """A Rich progress display whose steps the testbed code starts one after another."""
     with Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # descriptions hold paths and URLs
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
@@ -88,8 +89,16 @@ def up(
             f", {name} at {url}" for name, url in (("Keystone", state.auth_url), ("Neutron", state.neutron_url)) if url
         )
         console.print(
-            f"[green]testbed up[/] at {state.url} (PID {state.pid}){extra} with {state.nodes} nodes "
-            f"in {seconds:.1f} s; clouds.yaml and hammersmith.yaml written to {Path.cwd()}"
+            markup(
+                "[green]testbed up[/] at {} (PID {}){} with {} nodes in {} s; clouds.yaml and hammersmith.yaml "
+                "written to {}",
+                state.url,
+                state.pid,
+                extra,
+                state.nodes,
+                f"{seconds:.1f}",
+                Path.cwd(),
+            )
         )
 
 
@@ -101,23 +110,23 @@ def status(as_json: JsonOpt = False) -> None:
         emit_json(result)
         return
     if not result["running"]:
-        console.print(f"testbed: [red]not running[/] ({result['directory']})")
+        console.print(markup("testbed: [red]not running[/] ({})", result["directory"]))
         return
     nodes = f"{result['nodes']} nodes" if "nodes" in result else "nodes unknown while Keystone is stopped"
-    console.print(f"testbed: [green]running[/] at {result['url']} (PID {result['pid']}), {nodes}")
+    console.print(markup("testbed: [green]running[/] at {} (PID {}), {}", result["url"], result["pid"], nodes))
     for name in lifecycle.SERVICES:
         if service := result[name]:
-            running = "[green]running[/]" if service["running"] else "[red]stopped[/]"
-            console.print(f"{name}: {running} at {service['url']} (PID {service['pid']})")
+            running = plain("running", "green") if service["running"] else plain("stopped", "red")
+            console.print(markup("{}: {} at {} (PID {})", name, running, service["url"], service["pid"]))
     if "provision_states" in result:
         table = Table("provision state", "nodes")
         for state, count in sorted(result["provision_states"].items()):
-            table.add_row(state, str(count))
+            table.add_row(plain(state), str(count))
         console.print(table)
     if result["faults"]:
         faults = Table("node", "injected faults")
         for node, names in sorted(result["faults"].items()):
-            faults.add_row(node, ", ".join(names))
+            faults.add_row(plain(node), plain(", ".join(names)))
         console.print(faults)
 
 
@@ -141,9 +150,9 @@ def faults(as_json: JsonOpt = False) -> None:
         return
     table = Table("fault", "what it produces", "a tool must")
     for f in FAULTS.values():
-        table.add_row(f.name, f.summary, "[yellow]leave it alone[/]" if f.hands_off else "fix it")
+        table.add_row(plain(f.name), plain(f.summary), "[yellow]leave it alone[/]" if f.hands_off else "fix it")
     console.print(table)
-    console.print("scenarios: " + ", ".join(SCENARIOS))
+    console.print(plain("scenarios: " + ", ".join(SCENARIOS)))
 
 
 @app.command()
@@ -168,7 +177,7 @@ def inject(
         return
     table = Table("node", "fault")
     for name, steps in sorted(injected.items()):
-        table.add_row(name, " + ".join(steps))
+        table.add_row(plain(name), plain(" + ".join(steps)))
     console.print(table)
 
 
