@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hammersmith.errors import ConfigError, ConfigProblem
 
 DEFAULT_CONFIG = "hammersmith.yaml"
 ENV_CONFIG = "HAMMERSMITH_CONFIG"
 SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+APPRISE_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+TOKEN = re.compile(r"[\x21-\x7e]+")
+#: a config file is a few KB; anything near this is not one (and PyYAML reads about 1 MB/s)
+MAX_FILE_BYTES = 1_048_576
+#: values in the document once aliases are expanded: a real config has a few thousand
+MAX_NODES = 100_000
+#: nesting levels; the deepest key of the schema is 5 levels down (sites.<name>.policy.hammers.<hammer>)
+MAX_DEPTH = 32
+STR_TAG = "tag:yaml.org,2002:str"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 HammerMode = Literal["off", "observe", "apply"]
 
@@ -46,41 +58,50 @@ class Breaker(_Strict):
 
     max_percent: float = Field(20, gt=0, le=100, description="of the site's nodes, in one window")
     max_actions: int = Field(10, ge=1, description="absolute cap in one window")
-    window_minutes: int = Field(60, ge=1)
+    window_minutes: int = Field(60, ge=1, le=10_080)
 
 
 class Retention(_Strict):
     """How long the store keeps what it writes each sweep; the ledger must outlive the budget window."""
 
-    findings_days: float = Field(30, gt=0, description="findings and sent-notification records")
-    ledger_days: float = Field(400, gt=0, description="finished ledger rows (the audit trail)")
-    deliveries_days: float = Field(30, gt=0, description="processed and dead-lettered webhook deliveries")
-    incidents_days: float = Field(400, gt=0, description="resolved incidents and their timelines")
+    findings_days: float = Field(30, gt=0, le=3650, description="findings and sent-notification records")
+    ledger_days: float = Field(400, gt=0, le=3650, description="finished ledger rows (the audit trail)")
+    deliveries_days: float = Field(30, gt=0, le=3650, description="processed and dead-lettered webhook deliveries")
+    incidents_days: float = Field(400, gt=0, le=3650, description="resolved incidents and their timelines")
 
 
 class Policy(_Strict):
     """What counts as wrong at a site, and what hammersmith may do about it."""
 
-    stuck_after_minutes: int = Field(60, ge=1, description="a node in a transient state longer than this is stuck")
+    stuck_after_minutes: int = Field(
+        60, ge=1, le=10_080, description="a node in a transient state longer than this is stuck"
+    )
     exempt_nodes: list[str] = Field(
         default_factory=list, description="node names or UUIDs never acted on (listed as left alone)"
     )
     exempt_resource_classes: list[str] = Field(default_factory=list)
     hammers: dict[str, HammerMode] = Field(default_factory=dict, description="hammer name -> mode; unlisted: observe")
-    grace_minutes: float = Field(10, ge=0, description="objects changed more recently than this are not touched")
+    grace_minutes: float = Field(
+        10, ge=0, le=1440, description="objects changed more recently than this are not touched"
+    )
     budget: Budget = Field(default_factory=Budget)
     rate: RateLimit = Field(default_factory=RateLimit)
     breaker: Breaker = Field(default_factory=Breaker)
     retention: Retention = Field(default_factory=Retention)
-    lock_ttl_seconds: int = Field(600, ge=10, description="a node lock's lease; long actions renew it")
+    lock_ttl_seconds: int = Field(600, ge=10, le=86_400, description="a node lock's lease; long actions renew it")
     verify_seconds: float = Field(
-        120, ge=0, description="how long an action waits for its node to settle before verifying the fix"
+        120, ge=0, le=3600, description="how long an action waits for its node to settle before verifying the fix"
     )
     verify_timeout_minutes: float = Field(
-        120, gt=0, description="a fix not verifiable by then (the node never settled) is recorded unverified"
+        120,
+        gt=0,
+        le=10_080,
+        description="a fix not verifiable by then (the node never settled) is recorded unverified",
     )
-    maintenance_window_hours: float = Field(24, gt=0, description="hammersmith's own maintenance older than this")
-    inspect_after_days: float = Field(30, gt=0)
+    maintenance_window_hours: float = Field(
+        24, gt=0, le=8760, description="hammersmith's own maintenance older than this"
+    )
+    inspect_after_days: float = Field(30, gt=0, le=3650)
     inspect_per_sweep: int = Field(2, ge=0)
 
     @field_validator("hammers", mode="before")
@@ -118,19 +139,33 @@ class Policy(_Strict):
 class Probes(_Strict):
     """Black-box checks as a user sees the site: token, catalog, one read per service, TLS expiry."""
 
-    interval_seconds: int = Field(60, ge=5, description="seconds between probe runs by the agent")
+    interval_seconds: int = Field(60, ge=5, le=86_400, description="seconds between probe runs by the agent")
     timeout_seconds: float = Field(10.0, gt=0, le=120)
 
 
 class Smoke(_Strict):
     """Smoke scenarios the agent runs: a cheap set often, an expensive set (deploys a node) rarely."""
 
-    cheap_interval_seconds: int = Field(3600, ge=0, description="0: never scheduled (still runnable by hand)")
-    expensive_interval_seconds: int = Field(86400, ge=0, description="0: never scheduled")
+    cheap_interval_seconds: int = Field(
+        3600, ge=0, le=2_592_000, description="0: never scheduled (still runnable by hand)"
+    )
+    expensive_interval_seconds: int = Field(86400, ge=0, le=2_592_000, description="0: never scheduled")
     resource_class: str | None = Field(None, description="the expensive set deploys an available node of this class")
     image_source: str = Field("http://127.0.0.1/smoke.img", description="instance_info.image_source for the deploy")
-    timeout_seconds: float = Field(1800, gt=0, description="per scenario")
+    timeout_seconds: float = Field(1800, gt=0, le=21_600, description="per scenario")
     reports_dir: Path = Field(Path("smoke-reports"), description="CTRF and JUnit files; relative to state_dir")
+
+
+def _apprise_url(url: str) -> str:
+    """Apprise picks the service by the scheme; without one nothing is sent, and the logs could only show the URL."""
+    if not APPRISE_SCHEME.match(url):
+        raise ValueError(
+            "an Apprise URL starts with its service, e.g. slack://, mailtos:// or json:// (not shown: secret)"
+        )
+    return url
+
+
+AppriseUrl = Annotated[str, AfterValidator(_apprise_url)]
 
 
 class Site(_Strict):
@@ -141,8 +176,8 @@ class Site(_Strict):
     timeout_seconds: float = Field(30.0, gt=0, le=600)
     page_size: int = Field(1000, ge=1, le=1000, description="items per list request (Ironic caps pages at 1000)")
     policy: Policy = Field(default_factory=Policy)
-    notify: list[str] = Field(default_factory=list, description="Apprise URLs (secrets: never logged)")
-    sweep_interval_seconds: int = Field(300, ge=5)
+    notify: list[AppriseUrl] = Field(default_factory=list, description="Apprise URLs (secrets: never logged)")
+    sweep_interval_seconds: int = Field(300, ge=5, le=86_400)
     alerts: dict[str, str] = Field(
         default_factory=dict, description="Alertmanager alert name -> hammer it triggers for the alert's node"
     )
@@ -169,7 +204,10 @@ class Http(_Strict):
         None, description="how Prometheus, Alertmanager and people reach the agent; default http://<listen>"
     )
     webhook_token: str | None = Field(
-        None, min_length=16, description="bearer token Alertmanager sends (secret); unset: the webhook refuses all"
+        None,
+        min_length=16,
+        max_length=1024,
+        description="bearer token Alertmanager sends (secret); unset: the webhook refuses all",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     web_config_file: Path | None = Field(
@@ -182,6 +220,14 @@ class Http(_Strict):
     max_alert_series: int = Field(200, ge=1, le=10_000, description="alert names on /metrics; the rest: other")
     delivery_attempts: int = Field(8, ge=1, le=100, description="tries of a stored delivery before dead-letter")
     retry_max_seconds: float = Field(300, gt=0, le=3600, description="longest wait between two tries")
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token_can_match(cls, token: str | None) -> str | None:
+        """An Authorization header carries printable ASCII only, trimmed: any other token could never match."""
+        if token is not None and not TOKEN.fullmatch(token):
+            raise ValueError("must be printable ASCII without spaces or control characters (not shown: secret)")
+        return token
 
     @field_validator("listen")
     @classmethod
@@ -248,68 +294,193 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(explicit or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
 
 
-def _line_map(
-    node: yaml.Node,
-    path: tuple[Any, ...],
-    lines: dict[tuple[Any, ...], int],
-    duplicates: list[tuple[tuple[Any, ...], int, int]],
-) -> None:
-    """Record the 1-based line of every key and item, so validation errors can point at it."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that hammersmith will not expand: too deep, too big, cyclic, or keyed by a non-name."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, bounded: its composer recurses per level, and a value it cannot read is pinned to its
+    line instead of escaping as a bare ValueError (`!!int x`, an integer of 5,000 digits)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        self._nodes += 1
+        try:
+            if self._nodes > MAX_NODES:  # refused early: PyYAML composes about 40,000 values a second
+                raise _Refused(None, None, f"more than {MAX_NODES:,} values", self.peek_event().start_mark)
+            if self._depth > MAX_DEPTH:
+                raise _Refused(None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, AttributeError, OverflowError):  # the message could echo a secret value
+            kind = node.tag.rpartition(":")[2]
+            raise _Refused(None, None, f"cannot read this value as {kind}", node.start_mark) from None
+
+
+class _Walk:
+    """Every key path of a composed document and its 1-based line, aliases expanded within a budget.
+
+    An alias is a reference, so a 1 KB file can name billions of values (and pydantic would visit each) or
+    contain itself; counting expanded nodes, and refusing a collection inside itself, bounds all that."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.duplicates: dict[int, tuple[tuple[Any, ...], int]] = {}  # line -> (path, first line), once per line
+        self._nodes = 0
+        self._open: set[int] = set()
+
+    def node(self, node: yaml.Node, path: tuple[Any, ...], depth: int) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            self._count(node, depth)
+        elif isinstance(node, yaml.MappingNode):
+            with self._inside(node, depth):
+                self._mapping(node, path, depth, {})
+        else:
+            with self._inside(node, depth):
+                for index, item in enumerate(node.value):
+                    self.node(item, path + (index,), depth + 1)
+
+    def _count(self, node: yaml.Node, depth: int) -> None:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _Refused(
+                None,
+                None,
+                f"more than {MAX_NODES:,} values once aliases are expanded (an alias bomb?)",
+                node.start_mark,
+            )
+        if depth > MAX_DEPTH:
+            raise _Refused(
+                None, None, f"nested deeper than {MAX_DEPTH} levels once aliases are expanded", node.start_mark
+            )
+
+    @contextmanager
+    def _inside(self, node: yaml.Node, depth: int) -> Iterator[None]:
+        """Walk a collection, which must not be inside itself: an alias to an enclosing one would never end."""
+        self._count(node, depth)
+        if id(node) in self._open:
+            raise _Refused(None, None, "an alias inside this collection refers back to it (a cycle)", node.start_mark)
+        self._open.add(id(node))
+        try:
+            yield
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple[Any, ...], depth: int, seen: dict[str, int]) -> None:
+        """Keys written here first; then merged (`<<`) ones not already set, pointing at the anchor that holds them."""
+        inherited = set(seen)  # set by the mapping this one is merged into: overriding them is the point
+        merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.value in seen:  # YAML keeps the last one silently; a second site block is a mistake
-                duplicates.append((path + (key_node.value,), line, seen[key_node.value]))
+            if key_node.tag == MERGE_TAG:
+                merges.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
                 continue
-            seen[key_node.value] = line
-            _line_map(value_node, path + (key_node.value,), lines, duplicates)
-            lines[path + (key_node.value,)] = line
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, path + (index,), lines, duplicates)
+            key = _key(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                if key not in inherited:  # YAML keeps the last one silently; a second site block is a mistake
+                    self.duplicates.setdefault(line, (path + (key,), seen[key]))
+                continue
+            seen[key] = line
+            self.node(value_node, path + (key,), depth + 1)
+            self.lines[path + (key,)] = line
+        for source in merges:
+            if isinstance(source, yaml.MappingNode):  # anything else: the constructor refuses it, with its line
+                with self._inside(source, depth + 1):
+                    self._mapping(source, path, depth + 1, seen)
+
+
+def _key(node: yaml.Node) -> str:
+    """A mapping key as the schema needs it: a name. A list, a mapping, a number or a boolean is refused."""
+    if not isinstance(node, yaml.ScalarNode):
+        kind = "list" if isinstance(node, yaml.SequenceNode) else "mapping"
+        raise _Refused(None, None, f"a key must be a name, not a {kind}", node.start_mark)
+    if node.tag != STR_TAG:
+        kind = node.tag.rpartition(":")[2]
+        raise _Refused(None, None, f"key {_clip(node.value)} is read as {kind}, not a name: quote it", node.start_mark)
+    return str(node.value)
+
+
+def _document(text: str, filename: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """The YAML document's data and the line of every key path; ConfigError if it isn't YAML we will read."""
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)  # checks every character at once
+        root = loader.get_single_node()
+        walk = _Walk()
+        if root is not None:
+            walk.node(root, (), 0)
+        if walk.duplicates:
+            raise ConfigError(
+                [
+                    ConfigProblem(filename, line, f"duplicate key '{_dotted(path)}' (first at line {first})")
+                    for line, (path, first) in sorted(walk.duplicates.items())
+                ]
+            )
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem if isinstance(exc, _Refused) else f"not valid YAML: {exc.problem or exc}"
+        raise ConfigError([ConfigProblem(filename, line, str(problem))]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            [ConfigProblem(filename, line, f"not valid YAML: character #x{exc.character:04x}: {exc.reason}")]
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return data, walk.lines
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    """repr of a value, cut so a hostile file cannot flood the terminal through an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    return ".".join(str(p) if len(str(p)) <= 60 else str(p)[:57] + "..." for p in path)
+
+
+#: pydantic error types that mean "expected a section": a string given instead may be the section, secrets and all
+SECTION_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
+#: keys whose values are secrets (tokens, passwords in URLs): never echoed, whatever is wrong with them
+SECRET_KEYS = frozenset({"notify", "store_url", "webhook_token"})
 
 
 def _describe(error: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in error["loc"])
+    loc = _dotted(tuple(error["loc"]))
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"unknown key '{loc}' (check the spelling; docs/config.md lists every key)"
     if kind == "missing":
         return f"missing required key '{loc}'"
     value = error.get("input")
-    secret = {"notify", "store_url", "webhook_token"} & set(map(str, error["loc"]))  # tokens or passwords
-    shown = "" if secret or isinstance(value, (dict, list)) else f" (got {value!r})"
+    hidden = SECRET_KEYS & set(map(str, error["loc"])) or kind in SECTION_ERRORS or isinstance(value, (dict, list))
+    shown = "" if hidden else f" (got {_clip(value)})"
     return f"'{loc}': {error['msg']}{shown}" if loc else f"{error['msg']}{shown}"
 
 
 def line_map(text: str, filename: str = DEFAULT_CONFIG) -> dict[tuple[Any, ...], int]:
     """Map each key path of the YAML document to its line; ConfigError if it isn't YAML."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([ConfigProblem(filename, line, f"not valid YAML: {exc.problem or exc}")]) from None
-    lines: dict[tuple[Any, ...], int] = {}
-    duplicates: list[tuple[tuple[Any, ...], int, int]] = []
-    if root is not None:
-        _line_map(root, (), lines, duplicates)
-    if duplicates:
-        raise ConfigError(
-            [
-                ConfigProblem(filename, line, f"duplicate key '{'.'.join(map(str, path))}' (first at line {first})")
-                for path, line, first in duplicates
-            ]
-        )
-    return lines
+    return _document(text, filename)[1]
 
 
 def parse(text: str, filename: str = DEFAULT_CONFIG) -> Settings:
     """Validate YAML text; raise ConfigError listing every problem with its line."""
-    lines = line_map(text, filename)
-    data = yaml.safe_load(text)
+    data, lines = _document(text, filename)
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(filename, 1, "expected a mapping with at least a 'sites' key")])
     try:
@@ -328,7 +499,8 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
     """Read and validate the config file; relative paths in it are relative to the file."""
     file = config_path(path)
     try:
-        text = file.read_text()
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # /dev/zero or a runaway generator must not fill memory
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -342,6 +514,15 @@ def load(path: str | os.PathLike[str] | None = None) -> Settings:
         ) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(file), 0, f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(
+            [ConfigProblem(str(file), 0, f"larger than {MAX_FILE_BYTES // 1024} KiB: not a configuration file")]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([ConfigProblem(str(file), line, "not UTF-8 text")]) from None
     settings = parse(text, str(file))
     http = settings.http
     if http.web_config_file is not None:

@@ -1,12 +1,15 @@
 """Notifications through Apprise (Slack, e-mail, Matrix, webhooks...): one message per sweep's batch and
 per escalation, each with its runbook link; the store remembers what was sent, so nothing repeats.
 
-Apprise URLs carry secrets: they are never logged or shown, only their scheme.
+Apprise URLs carry secrets: they are never logged or shown, only their scheme. Apprise's own log shows whole URLs
+(an unparseable one, a webhook's path), so it is silenced here. Messages are plain text: a node's or an alert's name
+is sent as written, never read as HTML, Markdown or `:emoji:` by a service that formats.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from hammersmith.react.sweep import Result
 
 log = logging.getLogger(__name__)
+logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # its messages name URLs, tokens and all
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 
 #: what an applied action's outcome must be to be told (refusals and observations are findings' business)
 NOTIFIED_OUTCOMES = ("succeeded", "failed", "fixed", "ineffective", "unverified")
@@ -32,19 +37,24 @@ NOTIFIED_OUTCOMES = ("succeeded", "failed", "fixed", "ineffective", "unverified"
 FAILURES: Counter[str] = Counter()
 
 
+def scheme(url: str) -> str:
+    """The only part of an Apprise URL that may be logged: its service (a scheme-less URL is all secret)."""
+    match = SCHEME.match(url)
+    return match[1].lower() if match else "a URL without a scheme"
+
+
 def send(site: Site, site_name: str, title: str, body: str) -> bool:
-    """Deliver to every configured URL; a failure is logged by scheme only, counted, and never raised."""
+    """Deliver to every configured URL as plain text; a failure is logged by scheme only, counted, and never raised."""
     if not site.notify:
         return False
-    client = apprise.Apprise()
-    for url in site.notify:
-        client.add(url)
-    ok = bool(client.notify(title=title, body=body))
-    if not ok:
-        schemes = sorted({url.split(":", 1)[0] for url in site.notify})
-        log.warning("notification failed for %s", ", ".join(schemes))
+    client = apprise.Apprise(asset=apprise.AppriseAsset(interpret_emojis=False, interpret_escapes=False))
+    unusable = [url for url in site.notify if not client.add(url)]
+    sent = bool(client) and bool(client.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
+    if unusable or not sent:
+        failed = unusable if sent else site.notify
+        log.warning("notification failed for %s", ", ".join(sorted({scheme(url) for url in failed})))
         FAILURES[site_name] += 1
-    return ok
+    return sent and not unusable
 
 
 def runbook(base_url: str, name: str) -> str:

@@ -47,11 +47,37 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
-def _reason(exc: BaseException, password: str | None) -> str:
-    """The driver's own words, first line only, with the password scrubbed in case a driver echoes it."""
+#: store_url query parameters whose values may be shown; any other (password=, sslpassword=...) could be a secret
+SHOWN_QUERY = frozenset({"connect_timeout", "sslmode", "application_name", "target_session_attrs", "mode", "uri"})
+
+
+def _secrets(url: URL) -> list[str]:
+    """What no message may show: the password and every query value not known to be harmless, longest first."""
+    found = {str(url.password)} if url.password else set()
+    for key, value in url.query.items():
+        if key not in SHOWN_QUERY:
+            found.update([value] if isinstance(value, str) else value)
+    return sorted(found - {""}, key=len, reverse=True)
+
+
+def masked(url: URL) -> str:
+    """The URL as messages show it: `user:***@`, and `***` for every query value that could be a secret."""
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    query = [
+        f"{key}={value if key in SHOWN_QUERY else '***'}"
+        for key, values in url.query.items()
+        for value in ([values] if isinstance(values, str) else values)
+    ]
+    return f"{shown}?{'&'.join(query)}" if query else shown
+
+
+def _reason(exc: BaseException, secrets: list[str]) -> str:
+    """The driver's own words, first line only, with the secrets scrubbed in case a driver echoes them."""
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    return text.replace(password, "***") if password else text
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 MIGRATION_LOCK_ID = 0x68616D6D  # "hamm": PostgreSQL advisory lock key for migrations
@@ -79,8 +105,7 @@ class Store(LedgerMixin, IncidentsMixin):
             parsed = make_url(url)
         except ArgumentError:
             raise StoreError("store_url is not a valid SQLAlchemy URL", hint=URL_HINT) from None
-        shown = parsed.render_as_string(hide_password=True)
-        password = str(parsed.password) if parsed.password else None
+        shown, secrets = masked(parsed), _secrets(parsed)
         db_file = _sqlite_file(parsed)
         self._lock_file = db_file.with_name(db_file.name + ".migrate-lock") if db_file else None
         try:
@@ -99,7 +124,7 @@ class Store(LedgerMixin, IncidentsMixin):
             self.engine: Engine = create_engine(parsed, pool_pre_ping=True)
         except (ArgumentError, ImportError) as exc:
             raise StoreError(
-                f"cannot use store_url {shown}: {_reason(exc, password)}",
+                f"cannot use store_url {shown}: {_reason(exc, secrets)}",
                 hint=f"{URL_HINT}; for PostgreSQL install the driver: pip install 'hammersmith[postgres]'",
             ) from None
         if parsed.get_backend_name() == "sqlite":
@@ -116,7 +141,7 @@ class Store(LedgerMixin, IncidentsMixin):
                 "and the user, password and database in store_url"
             )
             raise StoreError(
-                f"cannot open or migrate the state database {shown}: {_reason(exc, password)}", hint=hint
+                f"cannot open or migrate the state database {shown}: {_reason(exc, secrets)}", hint=hint
             ) from None
 
     def _migrate(self) -> None:
