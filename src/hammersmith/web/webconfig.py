@@ -76,7 +76,7 @@ class WebConfigFile(_Strict):
             if not (hashed.startswith(("$2a$", "$2b$", "$2y$")) and len(hashed) == 60):
                 raise ValueError(
                     f"user {user!r}: the password must be a bcrypt hash ($2b$..., 60 characters), "
-                    "e.g. from htpasswd -nBC 10 USER or python -c 'import bcrypt; print(bcrypt.hashpw(...))'"
+                    "e.g. the part after the colon of `htpasswd -nBC 10 USER`"
                 )
         return users
 
