@@ -1,8 +1,10 @@
 """Incidents on both backends: the unique (fingerprint, startsAt) decides the one opener under a race,
-resolving closes once, deliveries stay unprocessed until marked, timelines read back in order."""
+resolving closes once, deliveries stay unprocessed until marked, timelines read back in order; failed
+deliveries are counted then dead-lettered, hostile alerts set aside, and retention keeps what is still live."""
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from hammersmith import config
-from hammersmith.react.incidents import Alert, IncidentProcessor
+from hammersmith.react.incidents import Alert, Envelope, IncidentProcessor, check
 from hammersmith.store import Store, open_store
 from hammersmith.store.models import Base
 
@@ -44,7 +46,7 @@ def _open(store: Store, fingerprint: str = "abc123", starts_at: datetime = T0, *
 def test_0003_creates_the_incident_tables(store: Store) -> None:
     with store.engine.connect() as conn:
         assert {"incidents", "incident_events", "webhook_deliveries"} <= set(inspect(conn).get_table_names())
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
@@ -149,5 +151,89 @@ def test_hostile_labels_are_stored_on_both_backends(store_url: str, tmp_path: Pa
         row = store.incident(outcome["incident"])
         assert row is not None and row.alertname == "A" * 255 and row.site == "s" * 64 and row.node == "n" * 200
         assert row.labels == labels  # the JSON keeps them as sent
+    finally:
+        store.close()
+
+
+def test_failed_deliveries_are_counted_then_dead_lettered(store: Store) -> None:
+    aside = [{"index": 1, "errors": [{"field": "alerts.1.startsAt", "problem": "bad"}], "alert": '{"x": Infinity}'}]
+    clean = store.record_delivery({"version": "4", "alerts": []})
+    failing = store.record_delivery({"version": "4", "alerts": []}, set_aside=aside)
+    store.delivery_failed(failing, "OperationalError: database is locked", dead=False)
+    assert store.delivery_attempts(failing) == 1 and store.unprocessed_deliveries() == [clean, failing]
+    store.delivery_failed(failing, "IntegrityError: boom", dead=True)
+    assert store.unprocessed_deliveries() == [clean]
+    (dead,) = store.dead_deliveries()
+    assert (dead.id, dead.attempts, dead.last_error, dead.set_aside) == (failing, 2, "IntegrityError: boom", aside)
+    assert dead.dead_at is not None and dead.to_dict()["dead_at"] == dead.dead_at.isoformat()
+    store.mark_processed(clean)
+    assert [d.id for d in store.dead_deliveries()] == [failing]
+
+
+def test_retention_keeps_firing_incidents_and_unprocessed_deliveries(store: Store) -> None:
+    old, later = T0 - timedelta(days=500), T0 + timedelta(days=1)
+    resolved, _ = _open(store, "resolved01", now=old)
+    store.resolve_incident(resolved, "resolved", now=old)
+    firing, _ = _open(store, "firing0001", now=old)
+    recent, _ = _open(store, "recent0001", now=old)
+    store.resolve_incident(recent, "resolved", now=T0)
+    processed = store.record_delivery({"version": "4", "alerts": []}, now=old)
+    store.mark_processed(processed, now=old)
+    dead = store.record_delivery({"version": "4", "alerts": []}, now=old)
+    store.delivery_failed(dead, "boom", dead=True, now=old)
+    waiting = store.record_delivery({"version": "4", "alerts": []}, now=old)
+    gone = store.purge_incidents("lab", deliveries_before=T0, incidents_before=T0 - timedelta(days=100))
+    assert gone == {"deliveries": 2, "incidents": 1, "incident_events": 2}
+    assert sorted(r.id for r in store.incidents()) == sorted([firing, recent])
+    assert store.unprocessed_deliveries() == [waiting] and store.dead_deliveries() == []
+    assert store.purge_incidents("other", deliveries_before=later, incidents_before=later)["incidents"] == 0
+
+
+HOSTILE = [
+    ("startsAt", '"0001-01-01T00:00:00+01:00"'),
+    ("startsAt", '"9999-12-31T23:59:59-23:59"'),
+    ("endsAt", '"9999-12-31T23:59:59-23:59"'),
+    ("labels.severity", '"\\ud800"'),
+    ("labels.severity", "1e999"),
+    ("annotations.summary", '"x\\udfff"'),
+]
+
+
+def test_hostile_alerts_are_set_aside_and_the_rest_processed_on_both_backends(store_url: str, tmp_path: Path) -> None:
+    """Each hostile alert is set aside with its field; its neighbours become incidents; the stored body is the
+    sanitized one (an unknown field holding 1e999 is dropped), readable back on either backend."""
+    path = tmp_path / "hammersmith.yaml"
+    path.write_text(
+        yaml.safe_dump({"state_dir": str(tmp_path), "store_url": store_url, "sites": {"lab": {"cloud": "x"}}})
+    )
+    good = '{"status": "firing", "labels": {"alertname": "Good%d", "severity": "warning"}, "annotations": {"summary": "s"},'
+    good += ' "startsAt": "2026-11-25T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "good%04d", "extra": 1e999}'
+    alerts = []
+    for i, (field, value) in enumerate(HOSTILE):
+        bad = json.loads(good % (100 + i, 100 + i))
+        text_ = json.dumps(bad).replace("Infinity", "1e999")
+        top, _, key = field.partition(".")
+        if key:
+            text_ = text_.replace(f'"{key}": "{bad[top][key]}"', f'"{key}": {value}')
+        else:
+            text_ = text_.replace(f'"{top}": "{bad[top]}"', f'"{top}": {value}')
+        alerts += [good % (i, i), text_]
+    raw = '{"version": "4", "groupKey": "g", "status": "firing", "receiver": "r", "odd": 1e999, "alerts": [%s]}'
+    envelope = Envelope.model_validate(json.loads(raw % ", ".join(alerts)))
+    checked = check(envelope, limit=1000)
+    assert checked.accepted == len(HOSTILE)
+    assert [(a["index"], [e["field"] for e in a["errors"]]) for a in checked.set_aside] == [
+        (2 * i + 1, [f"alerts.{2 * i + 1}.{field}"]) for i, (field, _) in enumerate(HOSTILE)
+    ]
+    assert all(a["alert"].isascii() for a in checked.set_aside)
+    store = open_store(store_url)
+    try:
+        delivery = store.record_delivery(checked.body, set_aside=checked.set_aside)
+        assert "odd" not in store.delivery(delivery) and "Infinity" not in json.dumps(store.delivery(delivery))
+        IncidentProcessor(config.load(path), "lab", store).process_delivery(delivery)
+        assert sorted(r.alertname for r in store.incidents()) == sorted(f"Good{i}" for i in range(len(HOSTILE)))
+        (kept,) = store.dead_deliveries()
+        assert kept.processed_at is not None and kept.set_aside == checked.set_aside
+        assert "\\ud800" in kept.set_aside[3]["alert"] and "Infinity" in kept.set_aside[4]["alert"]
     finally:
         store.close()

@@ -1,10 +1,14 @@
-"""`hammersmith incidents [show ID]`: what Alertmanager told the agent, and what it did about each alert."""
+"""`hammersmith incidents [--dead] [show ID]`: what Alertmanager told the agent, and what it did about each alert.
+
+Every value shown comes from an alert (anyone with the webhook token): it is escaped, never read as Rich markup.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hammersmith import config as config_mod
@@ -34,7 +38,7 @@ def timeline_summary(row: IncidentRow) -> str:
             duplicates += 1
         else:
             kinds.append(f"[{KIND_STYLE.get(event.kind, '')}]{event.kind}[/]")
-    decided = next((e.detail for e in row.events if e.kind in ("action", "no_action", "error")), "")
+    decided = escape(next((e.detail for e in row.events if e.kind in ("action", "no_action", "error")), ""))
     text = " -> ".join(kinds) + (f" (+{duplicates} duplicate{'s' if duplicates > 1 else ''})" if duplicates else "")
     return f"{text}: {decided}" if decided else text
 
@@ -45,12 +49,18 @@ def incidents(
     open_only: Annotated[bool, typer.Option("--open", help="Only incidents still firing.")] = False,
     site: Annotated[str | None, typer.Option("--site", help="Only this site (default: every site).")] = None,
     limit: Annotated[int, typer.Option("--limit")] = 200,
+    dead: Annotated[
+        bool, typer.Option("--dead", help="Deliveries dead-lettered after their tries, and alerts set aside.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Incidents, newest first: alert, node, status, what the hammer did, and the runbook."""
     if ctx.invoked_subcommand is not None:
         return
     settings = config_mod.load(OPTIONS.config)
+    if dead:
+        dead_letters(settings, limit, as_json)
+        return
     with opened(settings) as store:
         rows = store.incidents(open_only=open_only, site=site, limit=limit)
     if as_json:
@@ -66,13 +76,36 @@ def incidents(
         table.add_row(
             str(r.id),
             r.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.site,
-            r.alertname,
-            r.node or "-",
+            escape(r.site),
+            escape(r.alertname),
+            escape(r.node or "-"),
             status,
-            r.hammer or "-",
+            escape(r.hammer or "-"),
             timeline_summary(r),
-            r.runbook_url or "-",
+            escape(r.runbook_url or "-"),
+        )
+    console.print(table)
+
+
+def dead_letters(settings: config_mod.Settings, limit: int, as_json: bool) -> None:
+    """What needs a human: deliveries that failed every try (with the last error), and alerts the schema refused."""
+    with opened(settings) as store:
+        rows = store.dead_deliveries(limit=limit)
+    if as_json:
+        emit_json([r.to_dict() for r in rows])
+        return
+    table = Table(title=f"{len(rows)} delivery(ies) dead-lettered or with alerts set aside")
+    for column in ("delivery", "received (UTC)", "tries", "state"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("why", overflow="fold")
+    for r in rows:
+        state = "[bold red]dead[/]" if r.dead_at else ("processed" if r.processed_at else "pending")
+        why = [f"last error: {r.last_error}"] if r.dead_at else []
+        for aside in r.set_aside:
+            problems = "; ".join(f"{e['field']}: {e['problem']}" for e in aside["errors"])
+            why.append(f"alert {aside['index']} set aside: {problems}")
+        table.add_row(
+            str(r.id), r.received_at.strftime("%Y-%m-%d %H:%M:%S"), str(r.attempts), state, escape("\n".join(why))
         )
     console.print(table)
 
@@ -92,21 +125,23 @@ def show(
         emit_json(row.to_dict())
         return
     status = "[bold red]firing[/]" if row.status == "firing" else f"[green]resolved[/] at {row.resolved_at}"
-    console.print(f"[bold]Incident {row.id}[/]: {row.alertname} at site {row.site} -- {status}")
-    console.print(f"fingerprint {row.fingerprint}, started {row.starts_at.isoformat()}, node {row.node or '-'}")
+    console.print(f"[bold]Incident {row.id}[/]: {escape(row.alertname)} at site {escape(row.site)} -- {status}")
+    node = escape(row.node or "-")
+    console.print(f"fingerprint {row.fingerprint}, started {row.starts_at.isoformat()}, node {node}")
     ledger = f", ledger row #{row.action_id}" if row.action_id else ""
-    console.print(f"hammer: {row.hammer or '(none mapped)'}{ledger}")
+    console.print(f"hammer: {escape(row.hammer or '(none mapped)')}{ledger}")
     if row.action_id:
-        console.print(f"  see: hammersmith ledger --site {row.site} --node {row.node}")
-    console.print(f"runbook: {row.runbook_url or '-'}")
+        console.print(f"  see: hammersmith ledger --site {escape(row.site)} --node {node}")
+    console.print(f"runbook: {escape(row.runbook_url or '-')}")
     for key, value in sorted(row.annotations.items()):
-        console.print(f"{key}: {value}", highlight=False)
-    console.print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(row.labels.items())), highlight=False)
+        console.print(escape(f"{key}: {value}"), highlight=False)
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(row.labels.items()))
+    console.print("labels: " + escape(labels), highlight=False)
     table = Table(title="Timeline")
     for column in ("at (UTC)", "event"):
         table.add_column(column, no_wrap=True)
     table.add_column("detail", overflow="fold")
     for event in row.events:
         style = KIND_STYLE.get(event.kind, "")
-        table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), f"[{style}]{event.kind}[/]", event.detail)
+        table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), f"[{style}]{event.kind}[/]", escape(event.detail))
     console.print(table)

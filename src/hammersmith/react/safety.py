@@ -8,7 +8,9 @@ refused: refusing is always safe. Acting calls never wait through another party'
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from openstack.connection import Connection
 from openstack.exceptions import ConflictException, NotFoundException, raise_from_response
@@ -169,8 +172,21 @@ def live_node(conn: Connection, uuid: str) -> dict[str, Any]:
     return read_node(conn, uuid)[0]
 
 
+NODE_NAME = re.compile(r"[A-Za-z0-9._~-]{1,255}")  # Ironic's names: RFC 3986 unreserved characters
+
+
+def node_ref_problem(ref: str) -> str | None:
+    """Why `ref` (an alert's node label) is neither an Ironic UUID nor a node name, or None: it goes into a URL path,
+    so `../v1/ports`, `a/b` or `%2e%2e` must never reach Ironic."""
+    if NODE_NAME.fullmatch(ref) and ref not in (".", ".."):
+        return None
+    return f"node label {json.dumps(ref[:80])} is neither an Ironic UUID nor a node name ([A-Za-z0-9._~-], not . or ..)"
+
+
 def read_node(conn: Connection, uuid: str) -> tuple[dict[str, Any], datetime]:
-    response = conn.baremetal.get(f"/nodes/{uuid}", microversion=IRONIC_MICROVERSION, raise_exc=False)
+    """`uuid` may be a name; quoted whole into the path (a second line behind node_ref_problem)."""
+    path = f"/nodes/{quote(uuid, safe='')}"
+    response = conn.baremetal.get(path, microversion=IRONIC_MICROVERSION, raise_exc=False)
     raise_from_response(response)
     return response.json(), server_date(response) or datetime.now(UTC)
 

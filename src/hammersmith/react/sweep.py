@@ -268,6 +268,11 @@ class Sweeper:
             findings_before=now - timedelta(days=keep.findings_days),
             actions_before=now - timedelta(days=keep.ledger_days),
         )
+        self.store.purge_incidents(
+            self.site_name,
+            deliveries_before=now - timedelta(days=keep.deliveries_days),
+            incidents_before=now - timedelta(days=keep.incidents_days),
+        )
 
     @property
     def base_url(self) -> str:
@@ -287,6 +292,10 @@ class Sweeper:
             return result
         if self.policy.mode(hammer_name) == "off":
             result.skipped["alert"] = f"hammer {hammer_name} is off at site {self.site_name}"
+            return result
+        problem = safety.node_ref_problem(node_ref)
+        if problem is not None:
+            result.skipped["alert"] = f"{problem}: not sent to Ironic"
             return result
         try:
             now = safety.live(self.conn, node_ref)

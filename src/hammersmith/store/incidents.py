@@ -11,12 +11,12 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hammersmith.store.ledger import _now
-from hammersmith.store.models import Base, Incident, IncidentEvent, IncidentRow, WebhookDelivery
+from hammersmith.store.models import Base, DeliveryRow, Incident, IncidentEvent, IncidentRow, WebhookDelivery
 
 EVENT_KINDS = ("received", "duplicate", "resolved", "action", "no_action", "error")
 
@@ -30,9 +30,14 @@ class IncidentsMixin:
 
     # -- deliveries ------------------------------------------------------------------------
 
-    def record_delivery(self, body: dict[str, Any], now: datetime | None = None) -> int:
+    def record_delivery(
+        self, body: dict[str, Any], now: datetime | None = None, set_aside: list[dict[str, Any]] | None = None
+    ) -> int:
         """Store a webhook body before it is answered, so a crash while processing loses nothing."""
-        return self._add(WebhookDelivery(received_at=_now(now), body=body, processed_at=None))
+        row = WebhookDelivery(
+            received_at=_now(now), body=body, processed_at=None, attempts=0, set_aside=set_aside or None
+        )
+        return self._add(row)
 
     def delivery(self, delivery_id: int) -> dict[str, Any] | None:
         with self.session() as session:
@@ -40,10 +45,37 @@ class IncidentsMixin:
             return None if row is None else dict(row.body)
 
     def unprocessed_deliveries(self) -> list[int]:
-        """Ids of deliveries accepted but not processed (the agent stopped in between), oldest first."""
-        query = select(WebhookDelivery.id).where(WebhookDelivery.processed_at.is_(None)).order_by(WebhookDelivery.id)
+        """Ids of deliveries accepted but neither processed nor dead-lettered, oldest first."""
+        query = (
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.processed_at.is_(None), WebhookDelivery.dead_at.is_(None))
+            .order_by(WebhookDelivery.id)
+        )
         with self.session() as session:
             return list(session.scalars(query))
+
+    def delivery_attempts(self, delivery_id: int) -> int:
+        with self.session() as session:
+            return session.scalar(select(WebhookDelivery.attempts).where(WebhookDelivery.id == delivery_id)) or 0
+
+    def delivery_failed(self, delivery_id: int, error: str, dead: bool, now: datetime | None = None) -> None:
+        """Count a failed try and keep its error; `dead`: no more tries, it waits for a human (incidents --dead)."""
+        values: dict[str, Any] = {"attempts": WebhookDelivery.attempts + 1, "last_error": error}
+        if dead:
+            values["dead_at"] = _now(now)
+        with self.engine.begin() as connection:
+            connection.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values))
+
+    def dead_deliveries(self, limit: int = 200) -> list[DeliveryRow]:
+        """Deliveries that need a human, newest first: dead-lettered, or holding alerts the schema set aside."""
+        query = (
+            select(WebhookDelivery)
+            .where(or_(WebhookDelivery.dead_at.is_not(None), WebhookDelivery.set_aside.is_not(None)))
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+        with self.session() as session:
+            return [DeliveryRow.of(row) for row in session.scalars(query)]
 
     def mark_processed(self, delivery_id: int, now: datetime | None = None) -> None:
         with self.engine.begin() as connection:
@@ -153,6 +185,24 @@ class IncidentsMixin:
                 select(IncidentEvent).where(IncidentEvent.incident_id == incident_id).order_by(IncidentEvent.id)
             )
             return IncidentRow.of(row, list(events))
+
+    # -- retention -------------------------------------------------------------------------
+
+    def purge_incidents(self, site: str, *, deliveries_before: datetime, incidents_before: datetime) -> dict[str, int]:
+        """Drop deliveries processed or dead-lettered, and this site's resolved incidents (with their timelines)
+        resolved, before the cut-offs; unprocessed deliveries and firing incidents stay whatever their age."""
+        old = select(Incident.id).where(
+            Incident.site == site, Incident.status == "resolved", Incident.resolved_at < incidents_before
+        )
+        with self.engine.begin() as connection:
+            events = connection.execute(delete(IncidentEvent).where(IncidentEvent.incident_id.in_(old))).rowcount
+            incidents = connection.execute(delete(Incident).where(Incident.id.in_(old))).rowcount
+            deliveries = connection.execute(
+                delete(WebhookDelivery).where(
+                    func.coalesce(WebhookDelivery.processed_at, WebhookDelivery.dead_at) < deliveries_before
+                )
+            ).rowcount
+        return {"deliveries": deliveries, "incidents": incidents, "incident_events": events}
 
     def open_incident_counts(self) -> dict[tuple[str, str], int]:
         """Firing incidents per (site, alertname), for /metrics."""

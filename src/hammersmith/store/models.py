@@ -294,15 +294,45 @@ class IncidentEvent(Base):
 
 
 class WebhookDelivery(Base):
-    """An accepted POST, stored before it is answered; processed_at stays NULL until its alerts are handled."""
+    """An accepted POST (the alerts the schema accepted), stored before it is answered; processed_at stays NULL
+    until its alerts are handled, dead_at is set when it failed `http.delivery_attempts` times."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_processed_at", "processed_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_processed_at", "processed_at"),
+        Index("ix_webhook_deliveries_dead_at", "dead_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: alerts the schema refused: [{"index", "errors": [{"field", "problem"}], "alert": ASCII-escaped JSON text}]
+    set_aside: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A delivery that needs a human: dead-lettered, or with alerts set aside."""
+
+    id: int
+    received_at: datetime
+    processed_at: datetime | None
+    attempts: int
+    last_error: str | None
+    dead_at: datetime | None
+    set_aside: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, row: WebhookDelivery) -> DeliveryRow:
+        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name != "set_aside"}
+        return cls(**values, set_aside=list(row.set_aside or []))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
