@@ -52,8 +52,8 @@ def test_markup_fills_values_as_plain_text_in_the_style_around_them() -> None:
     assert shown(text) == text.plain
     at = text.plain.index("<")
     assert spans(text) == [(0, 6, "bold"), (at, at + 1, "red"), (at + 1, at + 8, "red"), (at + 8, at + 9, "red")]
-    # a Text value keeps its own style; `style` is the base style of the whole
-    ok = markup("{}: ok", plain("[/]", "green"), style="italic")
+    # a Text value keeps its own style (not the template's around it); `style` is the base style of the whole
+    ok = markup("[red]{}[/]: ok", plain("[/]", "green"), style="italic")
     assert (ok.plain, str(ok.style), spans(ok)) == ("[/]: ok", "italic", [(0, 3, "green")])
     assert shown(plain(HOSTILE)) == HOSTILE
     with pytest.raises(ValueError, match="1 placeholder"):

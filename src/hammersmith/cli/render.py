@@ -41,11 +41,14 @@ def markup(template: str, *values: object, style: str = "") -> Text:
     for piece, value in zip(pieces, values, strict=False):
         end = start + len(piece)
         text.append_text(parsed[start:end])
-        filled = value.copy() if isinstance(value, Text) else plain(value)
-        for span in parsed.spans:
-            if span.start <= end and end + 2 <= span.end:
-                filled.stylize(span.style)
-        text.append_text(filled)
+        if isinstance(value, Text):
+            text.append_text(value)
+        else:
+            filled = plain(value)
+            for span in parsed.spans:
+                if span.start <= end and end + 2 <= span.end:
+                    filled.stylize(span.style)
+            text.append_text(filled)
         start = end + 2
     text.append_text(parsed[start:])
     return text
