@@ -282,7 +282,8 @@ def test_path_like_node_labels_are_refused_and_never_sent_to_ironic(
         )
     assert listed["pathgood00000001"]["events"][-1]["kind"] == "action"  # a real name still goes through
     ironic_log = "".join(p.read_text(errors="replace") for p in testbed.workdir.rglob("ironic*.log"))
-    assert "hostile7" not in ironic_log and "%2e%2e" not in ironic_log.lower()
+    assert f"/v1/nodes/{node}" in ironic_log  # Ironic logs each request's path: the good one is there
+    assert "hostile7" not in ironic_log and "%2e%2e" not in ironic_log.lower() and "/v1/nodes/a/b" not in ironic_log
 
 
 # -- item 6: what one request can cost -------------------------------------------------------------

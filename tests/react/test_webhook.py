@@ -3,6 +3,7 @@ through the sweep's own safety layer and ledger (trigger "alertmanager"), exactl
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import socket
@@ -308,6 +309,37 @@ def test_firing_alert_fixes_the_node_through_the_ledger_and_resolved_closes_it(b
     assert missing.returncode != 0 and "no incident 99999" in missing.stderr
 
 
+def test_the_cli_prints_alert_values_literally_never_as_markup(agent: Agent) -> None:
+    """Alert names, labels, annotations, node, runbook URL and set-aside fields are anyone's text: `[/]` and
+    `[link=...]` print as sent, and never crash the table."""
+    odd = alert(
+        "[/]",
+        "[red]n",
+        fingerprint="markup0000000001",
+        annotations={"summary": "[link=http://evil]click[/link]", "runbook_url": "http://x/[/]"},
+    )
+    odd["labels"]["team"] = "[bold]ops\\"
+    bad = alert("[link=x]", fingerprint="markup0000000002")
+    bad["labels"]["[/]"] = "\ud800"
+    raw = json.dumps(payload(odd, alert("[b]", fingerprint="markup0000000003"))).replace(
+        '"alerts": [', '"alerts": [' + json.dumps(bad) + ", "
+    )
+    assert agent.post(raw.encode()).status_code == 200
+    agent.processed()
+    row = only_incident(agent.store, "[/]")
+    cli = ("--config", str(agent.settings.state_dir / "hammersmith.yaml"), "incidents")
+    listed = hammersmith(*cli, cwd=agent.settings.state_dir)
+    assert listed.returncode == 0, listed.stderr
+    for literal in ("[/]", "[b]", "[red]n", "http://x/[/]"):
+        assert literal in listed.stdout, literal
+    shown = hammersmith(*cli, "show", str(row.id), cwd=agent.settings.state_dir)
+    assert shown.returncode == 0, shown.stderr
+    for literal in ("Incident", "[/] at site lab", "[link=http://evil]click[/link]", "team=[bold]ops\\", "[red]n"):
+        assert literal in shown.stdout, literal
+    dead = hammersmith(*cli, "--dead", cwd=agent.settings.state_dir)
+    assert dead.returncode == 0 and "alerts.0.labels.[/]" in dead.stdout, dead.stdout + dead.stderr
+
+
 def test_same_alert_from_three_threads_acts_once(bed: Testbed, agent: Agent) -> None:
     (node,) = break_nodes(bed, "error-teardown")
     same = Alert.model_validate(alert("IronicNodeError", node, fingerprint="threads000000001"))
@@ -512,3 +544,62 @@ def test_fuzz_random_payloads_never_500_and_valid_ones_are_accepted(agent: Agent
             assert index in aside
         else:
             assert index not in aside
+
+
+# -- property: the route and the worker together ----------------------------------------------------------
+
+INF = "@INF@"  # json.dumps cannot write 1e999 (inf); the raw body gets it in place of this marker
+SEQUENCE = itertools.count()
+edge_times = st.sampled_from(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-11-25T12:00:00+14:00"])
+good_alert = valid_alert.flatmap(
+    lambda a: st.fixed_dictionaries(
+        {
+            "startsAt": st.just(a["startsAt"]) | edge_times,
+            "extra": st.sampled_from([{}, {"unknown": INF}, {"unknown": {"deep": [INF, "\ud800"]}}]),
+        }
+    ).map(lambda e: {**a, "startsAt": e["startsAt"], **e["extra"]})
+)
+hostile_change = st.sampled_from(
+    [
+        ("startsAt", "0001-01-01T00:00:00+01:00"),
+        ("startsAt", "9999-12-31T23:59:59-23:59"),
+        ("endsAt", "9999-12-31T23:59:59-00:01"),
+        ("labels", {"alertname": "X", "severity": "\ud800"}),
+        ("labels", {"alertname": "X", "\udfff": "key"}),
+        ("labels", {"alertname": "X", "severity": INF}),
+        ("annotations", {"summary": INF}),
+        ("generatorURL", "\ud800"),
+        ("fingerprint", "../../etc"),
+        ("status", "pending"),
+        ("startsAt", None),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mix=st.lists(st.tuples(st.booleans(), good_alert, hostile_change), min_size=1, max_size=6))
+def test_property_valid_alerts_become_one_incident_each_and_hostile_ones_are_set_aside(
+    agent: Agent, mix: list[tuple[bool, dict[str, Any], tuple[str, Any]]]
+) -> None:
+    """Generated mixes of valid and hostile alerts, through the real route, store and worker: each valid alert is
+    exactly one incident, each hostile one is set aside with its index, and nothing is left unprocessed or dead."""
+    run = next(SEQUENCE)
+    alerts = [
+        {**good, "fingerprint": f"p{run:06}x{i:02}", **({} if ok else dict([change]))}
+        for i, (ok, good, change) in enumerate(mix)
+    ]
+    raw = json.dumps(payload(*alerts)).replace(f'"{INF}"', "1e999").encode()
+    answer = agent.post(raw)
+    assert answer.status_code == 200, answer.text
+    valid = {i for i, (ok, _, _) in enumerate(mix) if ok}
+    assert answer.json()["alerts"] == len(valid)
+    assert {a["alert"] for a in answer.json()["set_aside"]} == set(range(len(mix))) - valid
+    agent.processed()
+    mine = [r for r in agent.store.incidents(limit=100_000) if r.fingerprint.startswith(f"p{run:06}x")]
+    assert sorted(r.fingerprint for r in mine) == sorted(alerts[i]["fingerprint"] for i in valid)
+    for row in mine:
+        sent = alerts[int(row.fingerprint[-2:])]
+        assert (
+            row.starts_at == datetime.fromisoformat(sent["startsAt"]) and row.alertname == sent["labels"]["alertname"]
+        )
+    assert agent.store.unprocessed_deliveries() == [] and all(d.dead_at is None for d in agent.store.dead_deliveries())
