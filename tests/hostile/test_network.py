@@ -288,3 +288,34 @@ def test_client_certificates_required_and_verified(agent_process: Callable[..., 
     else:
         raise AssertionError("the agent answered a client without a certificate")
     assert httpx.get(f"{agent.url}/healthz", verify=with_cert, timeout=10).status_code == 200
+
+
+def test_clients_that_never_read_their_scrape_are_bounded(agent_process: Callable[..., AgentProcess]) -> None:
+    agent = agent_process(http={"body_timeout_seconds": 2})
+    host, port = agent.url.removeprefix("http://").rsplit(":", 1)
+    readers = []
+    for _ in range(40):  # more than the /metrics budget (32); each pipelines scrapes and reads none of the answers
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: agent\r\n\r\n" * 300)
+        readers.append(sock)
+    try:
+        started = time.monotonic()
+        statuses = []
+        while 503 not in statuses and time.monotonic() - started < 30:
+            statuses.append(httpx.get(f"{agent.url}/metrics", timeout=10).status_code)
+            assert httpx.get(f"{agent.url}/healthz", timeout=10).status_code == 200
+        full = time.monotonic() - started
+        assert statuses[-1] == 503  # the budget is spent on stalled answers: a new scrape is refused at once
+        assert post_alert(agent.url)[0] == 200
+        while statuses[-1] != 200 and time.monotonic() - started < 60:
+            time.sleep(0.2)
+            statuses.append(httpx.get(f"{agent.url}/metrics", timeout=10).status_code)
+        freed = time.monotonic() - started
+        print(f"\n40 non-reading scrapers: /metrics budget spent after {full:.1f} s, free again after {freed:.1f} s")
+        assert statuses[-1] == 200  # stalled answers were dropped after body_timeout_seconds
+        assert closed_by_agent(readers, timeout=5) == 40
+    finally:
+        for sock in readers:
+            sock.close()

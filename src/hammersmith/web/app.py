@@ -41,6 +41,13 @@ async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+def _checkpw(password: bytes, hashed: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(password, hashed)
+    except ValueError:  # a hash that looks like bcrypt but is not one (checked at start only by its shape)
+        return False
+
+
 class MetricsBudget:
     """At most `limit` /metrics answers in flight; the webhook and /healthz never wait behind a scrape flood."""
 
@@ -92,14 +99,15 @@ class BasicAuth:
         except (binascii.Error, UnicodeDecodeError):
             return False
         key = hashlib.sha256(user + b"\0" + password).digest()
-        if not sep or key in self.verified:
-            return bool(sep)
-        if self.waiting >= BCRYPT_WAITING:
+        if key in self.verified:
+            return True
+        # bcrypt reads 72 bytes at most (and bcrypt 5 refuses more); a flood beyond the waiting room is refused
+        if not sep or len(password) > 72 or self.waiting >= BCRYPT_WAITING:
             return False
         self.waiting += 1
         try:
             hashed = self.users.get(name, self.decoy)
-            ok = await anyio.to_thread.run_sync(bcrypt.checkpw, password, hashed, limiter=self.limiter)
+            ok = await anyio.to_thread.run_sync(_checkpw, password, hashed, limiter=self.limiter)
         finally:
             self.waiting -= 1
         if ok and name in self.users:

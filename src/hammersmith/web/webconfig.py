@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from hammersmith.config import line_map
+from hammersmith.config import MAX_FILE_BYTES, line_map
 from hammersmith.errors import ConfigError, ConfigProblem
 
 VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
@@ -92,18 +92,26 @@ class WebConfig:
 def load(path: Path) -> WebConfig:
     """Read and check the file; relative paths in it are relative to it, as in the exporters."""
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), 0, "file not found (http.web_config_file)")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([ConfigProblem(str(path), 0, f"cannot read (http.web_config_file): {reason}")]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem(str(path), 0, f"cannot read (http.web_config_file): {exc.strerror}")]
+        ) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError([ConfigProblem(str(path), 0, "larger than 1 MiB: not a web config file")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(str(path), raw.count(b"\n", 0, exc.start) + 1, "not UTF-8 text")]) from None
     return parse(text, str(path), path.parent)
 
 
 def parse(text: str, filename: str, base: Path) -> WebConfig:
     """Validate the YAML text and build the TLS context; ConfigError listing every problem with its line."""
-    lines = line_map(text, filename)
+    lines = line_map(text, filename)  # bounds the document (size, depth, aliases) before it is loaded
     data = yaml.safe_load(text)
     if data is None:
         data = {}  # an empty file: plain HTTP, no users, as in the exporters
@@ -169,5 +177,5 @@ def _describe(error: Any) -> str:
         return f"missing required key '{loc}'"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
-    shown = "" if "basic_auth_users" in loc or isinstance(value, (dict, list)) else f" (got {value!r})"
+    shown = "" if "basic_auth_users" in loc or isinstance(value, (dict, list)) else f" (got {repr(value)[:60]})"
     return f"'{loc}': {message}{shown}" if loc else f"{message}{shown}"
