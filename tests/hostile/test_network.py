@@ -319,3 +319,24 @@ def test_clients_that_never_read_their_scrape_are_bounded(agent_process: Callabl
     finally:
         for sock in readers:
             sock.close()
+
+
+def test_the_exporter_with_listen_keeps_tls(testbed: Testbed, tmp_path: Path) -> None:
+    make_pki(tmp_path)
+    (tmp_path / "web.yml").write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    config = agent_config(tmp_path, testbed, http={"web_config_file": "web.yml"})
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "hammersmith", "--config", str(config), "exporter", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(testbed.workdir / "clouds.yaml")},
+    )
+    try:
+        assert exporter.stderr is not None
+        line = next((line for line in exporter.stderr if "serving metrics on" in line), "")
+        assert "serving metrics on https://127.0.0.1:" in line  # --listen moves the port, not the TLS
+    finally:
+        exporter.terminate()
+        exporter.wait(30)
