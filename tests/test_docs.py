@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import annotated_types
 import openstack.config.loader
 import pytest
 import yaml
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from hammersmith import config as config_mod
 from hammersmith.cloud.connection import cloud_problems
@@ -169,3 +172,33 @@ def test_error_example_output_is_current(
     except ConfigError as exc:
         error = exc
     assert shown == f"error: {error}"
+
+
+def test_anchor_example_is_valid() -> None:
+    settings = parse(_first_yaml("Reusing settings: anchors, aliases and merge keys"), "docs/config.md#anchors")
+    assert [site.policy.stuck_after_minutes for site in settings.sites.values()] == [90, 90, 30]
+    assert settings.sites["nu"].policy.hammers == {"error-resetter": "apply"}
+
+
+def _fields(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """(key path, field) of every key, mappings written with their placeholder, as schema_paths names them."""
+    for name, field in model.model_fields.items():
+        path = prefix + name
+        yield path, field
+        nested = _model(field.annotation)
+        if nested is None and typing.get_origin(field.annotation) is dict:
+            nested, path = _model(typing.get_args(field.annotation)[1]), f"{path}.{PLACEHOLDERS[name]}"
+        if nested is not None:
+            yield from _fields(nested, path + ".")
+
+
+def test_every_upper_bound_is_in_the_type_column() -> None:
+    rows = dict(re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", _section("Keys"), re.M))
+    bounded = {
+        path: bound.le for path, field in _fields() for bound in field.metadata if isinstance(bound, annotated_types.Le)
+    }
+    assert "sites.<name>.sweep_interval_seconds" in bounded
+    for path, bound in bounded.items():
+        written = {f"{bound:g}", f"{bound:,}"} if bound % 1 else {f"{bound:.0f}", f"{bound:,.0f}"}
+        shown = re.findall(r"(?<![\d.,])\d[\d,]*(?:\.\d+)?(?![\d.,]*\d)", rows[path])
+        assert written & set(shown), f"{path}: its Type column should give its upper bound, {bound:g}"
