@@ -21,7 +21,8 @@ from hammersmith.errors import ConfigError, ConfigProblem
 DEFAULT_CONFIG = "hammersmith.yaml"
 ENV_CONFIG = "HAMMERSMITH_CONFIG"
 SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-APPRISE_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: the service an Apprise URL names; the only part of one that may be logged
+APPRISE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 TOKEN = re.compile(r"[\x21-\x7e]+")
 #: a config file is a few KB; anything near this is not one (and PyYAML reads about 1 MB/s)
 MAX_FILE_BYTES = 1_048_576
@@ -36,6 +37,9 @@ HammerMode = Literal["off", "observe", "apply"]
 
 
 class _Strict(BaseModel):
+    """Unknown keys are errors. Every duration has an upper bound too: past it a value is a typo, and 10**10 s
+    validated once, then overflowed threading.Event.wait after the agent's first cycle."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -264,7 +268,7 @@ class Settings(_Strict):
         for name in sites:
             if not SITE_NAME.match(name):
                 raise ValueError(
-                    f"site name {name!r} must be lowercase letters, digits, '-' or '_' (it becomes a metric label)"
+                    f"site name {_clip(name)} must be lowercase letters, digits, '-' or '_' (it becomes a metric label)"
                 )
         return sites
 

@@ -9,7 +9,6 @@ is sent as written, never read as HTML, Markdown or `:emoji:` by a service that 
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 import apprise
 
 from hammersmith.cloud.snapshot import Snapshot
-from hammersmith.config import Site
+from hammersmith.config import APPRISE_SCHEME, Site
 from hammersmith.detect.handsoff import OWN_REASON_PREFIX
 from hammersmith.react import runbooks
 from hammersmith.react.hammers import Action, Hammer
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # its messages name URLs, tokens and all
-SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 
 #: what an applied action's outcome must be to be told (refusals and observations are findings' business)
 NOTIFIED_OUTCOMES = ("succeeded", "failed", "fixed", "ineffective", "unverified")
@@ -39,7 +37,7 @@ FAILURES: Counter[str] = Counter()
 
 def scheme(url: str) -> str:
     """The only part of an Apprise URL that may be logged: its service (a scheme-less URL is all secret)."""
-    match = SCHEME.match(url)
+    match = APPRISE_SCHEME.match(url)
     return match[1].lower() if match else "a URL without a scheme"
 
 
