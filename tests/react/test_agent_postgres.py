@@ -158,9 +158,11 @@ def test_run_agent_on_postgres_acts_on_an_alertmanager_webhook(
         (row,) = wait("the worker's ledger row", settled, log=log)
         assert (row.hammer, row.kind, row.mode) == ("error-resetter", "undeploy", "apply")
         assert applied(pg_store, node) == [row.outcome] and row.outcome != "failed"
-        (incident,) = pg_store.incidents()
+        # the ledger row settles before the timeline's decision is written: wait for that too
+        (incident,) = wait("the incident's decision", lambda: [i for i in pg_store.incidents() if len(i.events) > 1])
         assert [e.kind for e in incident.events] == ["received", "action"] and incident.action_id == row.id
-        assert pg_store.unprocessed_deliveries() == []
+        wait("the delivery marked processed", lambda: pg_store.unprocessed_deliveries() == [])
+        assert pg_store.dead_deliveries() == []
         wait_states(bed, [node], {"available"}, timeout=120)
     finally:
         stop(proc, signal.SIGTERM)

@@ -373,9 +373,6 @@ class IncidentWorker:
         self.thread.join(timeout=60)
         self.processor.close()
 
-    def pending_retries(self) -> int:
-        return len(self._retries)
-
     def _run(self) -> None:
         while not self._stopping.is_set():
             if self._retries and self._retries[0][0] <= time.monotonic():
@@ -413,7 +410,8 @@ class IncidentWorker:
         except Exception as exc:
             tries = self._tries[delivery_id] = tries + 1
             dead = isinstance(exc, Unusable) or tries >= http.delivery_attempts
-            error = escaped(f"{type(exc).__name__}: {exc}")[:1000]
+            # the first line only: SQLAlchemy's next ones hold the statement and its parameters (alert data)
+            error = escaped(f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")[:1000]
             try:
                 store.delivery_failed(delivery_id, error, dead)
             except Exception as record:  # the store is down: the delivery stays unprocessed for the next start
