@@ -24,7 +24,7 @@ SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: the service an Apprise URL names; the only part of one that may be logged
 APPRISE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 TOKEN = re.compile(r"[\x21-\x7e]+")
-#: a config file is a few KB; anything near this is not one (and PyYAML reads about 1 MB/s)
+#: a config file is a few KB; anything near this is not one (PyYAML in pure Python reads a few hundred KB a second)
 MAX_FILE_BYTES = 1_048_576
 #: values in the document once aliases are expanded: a real config has a few thousand
 MAX_NODES = 100_000
@@ -315,7 +315,7 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         self._nodes += 1
         try:
-            if self._nodes > MAX_NODES:  # refused early: PyYAML composes about 40,000 values a second
+            if self._nodes > MAX_NODES:  # refused early: PyYAML composes some 60,000 values a second
                 raise _Refused(None, None, f"more than {MAX_NODES:,} values", self.peek_event().start_mark)
             if self._depth > MAX_DEPTH:
                 raise _Refused(None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
