@@ -128,6 +128,8 @@ def test_slow_clients_do_not_lock_out_alertmanager(agent_process: Callable[..., 
         print(f"slow clients closed by the agent after header/body timeout 2 s: {closed}/500; agent fds {after}")
         assert closed == 500
         assert after <= baseline + 10
+        metrics = httpx.get(f"{agent.url}/metrics", timeout=5).text
+        assert 'hammersmith_http_requests_refused_total{reason="timed_out"} 500.0' in metrics
     finally:
         for sock in clients:
             sock.close()
@@ -154,6 +156,9 @@ def test_at_the_connection_cap_the_oldest_waiting_client_makes_room(
         # the oldest were closed to make room (long before their 60 s timeout), the newest are still attached
         assert closed_by_agent(clients[:200], timeout=2) == 200
         assert closed_by_agent(clients[-30:], timeout=0.5) == 0
+        metrics = httpx.get(f"{agent.url}/metrics", timeout=5).text
+        assert 'hammersmith_http_requests_refused_total{reason="evicted"}' in metrics
+        assert "hammersmith_http_connections_open " in metrics
         assert "http.max_connections (64) reached" in agent.wait_for("max_connections")
     finally:
         for sock in clients:
@@ -268,6 +273,9 @@ def test_a_bad_web_config_stops_the_start_with_its_line(testbed: Testbed, tmp_pa
     assert done.returncode == 2
     assert f"{web}:2: 'tls_server_config.cert_file': cannot read {tmp_path}/server.crt" in done.stderr
     assert "Traceback" not in done.stderr and "serving metrics" not in done.stderr
+    checked = hammersmith("--config", str(config), "config", "validate", cwd=tmp_path, env=env, timeout=60)
+    assert checked.returncode == 2
+    assert f"{web}:2: 'tls_server_config.cert_file': cannot read {tmp_path}/server.crt" in checked.stderr
 
 
 def test_client_certificates_required_and_verified(agent_process: Callable[..., AgentProcess], tmp_path: Path) -> None:

@@ -74,6 +74,10 @@ def config_validate(as_json: JsonOpt = False) -> None:
     problems = cloud_problems(settings, path)
     if problems:
         raise ConfigError(problems)
+    if settings.http.web_config_file is not None:
+        from hammersmith.web import webconfig
+
+        webconfig.load(settings.http.web_config_file)  # certificates and keys are read as at start
     if as_json:
         emit_json({"file": str(path), "valid": True, "sites": sorted(settings.sites)})
     else:

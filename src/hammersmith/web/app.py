@@ -60,6 +60,7 @@ class MetricsBudget:
         if scope["type"] != "http" or scope["path"] != "/metrics":
             return await self.app(scope, receive, send)
         if self.in_flight >= self.limit:
+            limits.CLOSED["metrics_busy"] += 1
             return await _answer(send, 503, b"too many /metrics requests at once\n", [(b"retry-after", b"1")])
         self.in_flight += 1
         try:

@@ -15,7 +15,9 @@ import logging
 import resource
 import ssl
 import time
+import weakref
 from asyncio import sslproto
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,10 @@ log = logging.getLogger("hammersmith.agent")
 FD_HEADROOM = 256
 # a full-limit warning at most this often, so a flood does not flood the log too
 WARN_EVERY_SECONDS = 60.0
+#: connections closed by the limits since the process started, by reason (for /metrics)
+CLOSED: Counter[str] = Counter()
+#: the guards of the servers running in this process
+GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
 
 
 def fd_budget(max_connections: int) -> int:
@@ -62,10 +68,8 @@ class Guard:
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.open: dict[GuardedProtocol, None] = {}  # insertion order is age
-        self.evicted = 0
-        self.refused = 0
-        self.timed_out = 0
         self._warned = -WARN_EVERY_SECONDS
+        GUARDS.add(self)
 
     def admit(self, conn: GuardedProtocol) -> bool:
         """Make room by closing the oldest connections still waiting for a request; False if all are busy."""
@@ -73,9 +77,9 @@ class Guard:
             self._warn_full()
             victim = next((c for c in self.open if c.waiting is not None), None)
             if victim is None:
-                self.refused += 1
+                CLOSED["refused"] += 1
                 return False
-            self.evicted += 1
+            CLOSED["evicted"] += 1
             victim.drop()
         self.open[conn] = None
         return True
@@ -91,9 +95,9 @@ class Guard:
                 "http.max_connections (%d) reached: closing the oldest connections that have not sent a request "
                 "(so far %d closed, %d refused, %d timed out)",
                 self.max_connections,
-                self.evicted,
-                self.refused,
-                self.timed_out,
+                CLOSED["evicted"],
+                CLOSED["refused"],
+                CLOSED["timed_out"],
             )
 
 
@@ -187,7 +191,7 @@ class GuardedProtocol(H11Protocol):
 
     def _late(self) -> None:
         self.deadline = None
-        self.guard.timed_out += 1
+        CLOSED["timed_out"] += 1
         self.drop()
 
 

@@ -26,6 +26,7 @@ BUILTIN = (
     "launches",
     "hammers",
     "incidents",
+    "http",
     "probes",
     "smoke",
 )
