@@ -206,8 +206,11 @@ def test_hostile_alerts_are_set_aside_and_the_rest_processed_on_both_backends(st
     path.write_text(
         yaml.safe_dump({"state_dir": str(tmp_path), "store_url": store_url, "sites": {"lab": {"cloud": "x"}}})
     )
-    good = '{"status": "firing", "labels": {"alertname": "Good%d", "severity": "warning"}, "annotations": {"summary": "s"},'
-    good += ' "startsAt": "2026-11-25T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "good%04d", "extra": 1e999}'
+    good = (
+        '{"status": "firing", "labels": {"alertname": "Good%d", "severity": "warning", "nul": "a\\u0000b"},'
+        ' "annotations": {"summary": "s"}, "startsAt": "2026-11-25T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z",'
+        ' "fingerprint": "good%04d", "extra": 1e999}'
+    )
     alerts = []
     for i, (field, value) in enumerate(HOSTILE):
         bad = json.loads(good % (100 + i, 100 + i))
@@ -231,7 +234,9 @@ def test_hostile_alerts_are_set_aside_and_the_rest_processed_on_both_backends(st
         delivery = store.record_delivery(checked.body, set_aside=checked.set_aside)
         assert "odd" not in store.delivery(delivery) and "Infinity" not in json.dumps(store.delivery(delivery))
         IncidentProcessor(config.load(path), "lab", store).process_delivery(delivery)
-        assert sorted(r.alertname for r in store.incidents()) == sorted(f"Good{i}" for i in range(len(HOSTILE)))
+        rows = store.incidents()
+        assert sorted(r.alertname for r in rows) == sorted(f"Good{i}" for i in range(len(HOSTILE)))
+        assert {r.labels["nul"] for r in rows} == {"a\x00b"}  # JSON keeps NUL escaped, on PostgreSQL too
         (kept,) = store.dead_deliveries()
         assert kept.processed_at is not None and kept.set_aside == checked.set_aside
         assert "\\ud800" in kept.set_aside[3]["alert"] and "Infinity" in kept.set_aside[4]["alert"]
