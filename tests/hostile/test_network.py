@@ -13,11 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bcrypt
 import httpx
+import yaml
 
+from hammersmith.testbed.prometheus import Alertmanager, Prometheus
 from tests.conftest import Testbed, hammersmith
 from tests.hostile.conftest import TOKEN, AgentProcess, agent_config
 from tests.web.tls import make_pki
@@ -348,3 +351,71 @@ def test_the_exporter_with_listen_keeps_tls(testbed: Testbed, tmp_path: Path) ->
     finally:
         exporter.terminate()
         exporter.wait(30)
+
+
+def test_prometheus_and_alertmanager_reach_the_agent_over_tls(
+    agent_process: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """The real Prometheus scrapes with the CA and basic auth; the real Alertmanager delivers over https with
+    the bearer token: nothing of either crosses the network in clear."""
+    pki = make_pki(tmp_path)
+    hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(rounds=10)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hashed}'\n"
+    )
+    agent = agent_process(http={"web_config_file": str(web)})
+    target = agent.url.removeprefix("https://")
+    with Alertmanager(tmp_path / "am") as alertmanager, Prometheus(tmp_path / "prom") as prometheus:
+        alertmanager.start(
+            yaml.safe_dump(
+                {
+                    "route": {"receiver": "hammersmith", "group_wait": "0s", "group_interval": "1s"},
+                    "receivers": [
+                        {
+                            "name": "hammersmith",
+                            "webhook_configs": [
+                                {
+                                    "url": f"{agent.url}/api/v1/alertmanager",
+                                    "http_config": {
+                                        "authorization": {"type": "Bearer", "credentials": TOKEN},
+                                        "tls_config": {"ca_file": str(pki.ca)},
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        prometheus.start(
+            [target],
+            scrape_options={
+                "scheme": "https",
+                "tls_config": {"ca_file": str(pki.ca)},
+                "basic_auth": {"username": "prom", "password": "scrape-secret"},
+            },
+        )
+        up = prometheus.wait_for('up{job="hammersmith"} == 1', timeout=30)
+        assert up and [t["health"] for t in prometheus.targets()] == ["up"]
+        starts = datetime.now(UTC).isoformat()
+        posted = httpx.post(
+            f"{alertmanager.url}/api/v2/alerts",
+            json=[{"labels": {"alertname": "TlsDelivered", "site": "lab"}, "startsAt": starts}],
+            timeout=10,
+        )
+        assert posted.status_code == 200
+        incidents = wait_incidents(agent, "TlsDelivered", timeout=30)
+        assert incidents[0]["status"] == "firing"
+
+
+def wait_incidents(agent: AgentProcess, alertname: str, timeout: float) -> list[dict]:
+    """The agent's incidents of `alertname`, through the real CLI, once there is one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = hammersmith("--config", str(agent.config), "incidents", "--json", cwd=agent.workdir, timeout=60)
+        found = [i for i in json.loads(done.stdout) if i["alertname"] == alertname]
+        if found or time.monotonic() > deadline:
+            assert found, f"no {alertname} incident; agent log:\n{agent.log()[-3000:]}"
+            return found
+        time.sleep(0.5)

@@ -164,10 +164,14 @@ class Prometheus(_Server):
         job: str = "hammersmith",
         metrics_path: str = "/metrics",
         bearer_token: str | None = None,
+        scrape_options: dict[str, Any] | None = None,
     ) -> Path:
-        """Write prometheus.yml (what start() runs with); targets are host:port, alertmanager a URL."""
+        """Write prometheus.yml (what start() runs with); targets are host:port, alertmanager a URL.
+
+        `scrape_options` go into the scrape config as they are (scheme, tls_config, basic_auth ...).
+        """
         # scrape_timeout defaults to 10s and must not exceed the interval, so it follows the interval
-        scrape: dict[str, Any] = {"job_name": job, "metrics_path": metrics_path}
+        scrape: dict[str, Any] = {"job_name": job, "metrics_path": metrics_path, **(scrape_options or {})}
         scrape["static_configs"] = [{"targets": targets}]
         if bearer_token is not None:
             scrape["authorization"] = {"type": "Bearer", "credentials": bearer_token}
