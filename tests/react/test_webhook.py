@@ -327,6 +327,7 @@ def test_the_cli_prints_alert_values_literally_never_as_markup(agent: Agent) -> 
     assert agent.post(raw.encode()).status_code == 200
     agent.processed()
     row = only_incident(agent.store, "[/]")
+    assert only_incident(agent.store, "[b]").runbook_url == f"{PUBLIC}/runbooks/%5Bb%5D"  # the name is quoted
     cli = ("--config", str(agent.settings.state_dir / "hammersmith.yaml"), "incidents")
     listed = hammersmith(*cli, cwd=agent.settings.state_dir)
     assert listed.returncode == 0, listed.stderr

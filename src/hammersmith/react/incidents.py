@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
@@ -260,7 +261,8 @@ class IncidentProcessor:
         node = (_column(label, 255) or None) if label else None
         hammer = self.settings.sites[site].alerts.get(name) if site in self.settings.sites else None
         runbook = _column(
-            alert.annotations.get("runbook_url") or f"{self.settings.http.base_url}/runbooks/{name}", 2048
+            alert.annotations.get("runbook_url") or f"{self.settings.http.base_url}/runbooks/{quote(name, safe='')}",
+            2048,
         )
         detail = f"{alert.status} {name}" + (f" on {node}" if node else "") + f" (fingerprint {alert.fingerprint})"
         incident, opened = self.store.open_incident(
