@@ -29,6 +29,8 @@ from hammersmith.store import Store
 
 log = logging.getLogger("hammersmith.webhook")
 PATH = "/api/v1/alertmanager"
+#: set-aside alerts listed in a 200 answer
+ANSWER_SET_ASIDE = 100
 
 
 class _TooLarge(Exception):
@@ -113,8 +115,8 @@ def router(http: Http, store: Store, submit: Callable[[int], None]) -> APIRouter
         aside = [{"alert": a["index"], "errors": a["errors"]} for a in checked.set_aside]
         if aside:
             log.warning("webhook delivery %s: %d alert(s) set aside by the schema", delivery, len(aside))
-        return _answer(
-            200, {"status": "accepted", "delivery": delivery, "alerts": checked.accepted, "set_aside": aside}
-        )
+        answer = {"status": "accepted", "delivery": delivery, "alerts": checked.accepted}
+        # the first ones with why (the rest: `hammersmith incidents --dead`), so an answer stays small
+        return _answer(200, {**answer, "set_aside": aside[:ANSWER_SET_ASIDE], "set_aside_total": len(aside)})
 
     return api
