@@ -86,7 +86,18 @@ def dead(agent: AgentProcess) -> list[dict[str, Any]]:
 
 
 def node_names(testbed: Testbed) -> list[str]:
-    return sorted(n.name for n in testbed.conn.baremetal.nodes())
+    """Nodes stale-inspection plans for (available, never inspected, no maintenance, no instance), highest names
+    first: other tests of the session inject faults into the lowest and deploy or inspect some."""
+    nodes = testbed.conn.baremetal.get("/nodes/detail", microversion="1.78").json()["nodes"]
+    idle = [
+        n["name"]
+        for n in nodes
+        if n["provision_state"] == "available"
+        and not n["maintenance"]
+        and not n["instance_uuid"]
+        and not n["inspection_finished_at"]
+    ]
+    return sorted(idle, reverse=True)
 
 
 # -- item 4: values no store can hold ------------------------------------------------------------------

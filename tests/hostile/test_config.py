@@ -3,16 +3,13 @@ line before anything starts, and no secret in the file (or in a URL built from i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -169,35 +166,12 @@ def test_open_store_masks_every_query_value_that_could_be_a_secret(refused_port:
     assert SECRET not in message
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[dict]]]:
-    """A real HTTP endpoint for Apprise's json:// service; what it received, as JSON."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"json://127.0.0.1:{server.server_port}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 HOSTILE = "node <b>x</b> [link=https://evil.example]click[/link] :smile: \\n *bold* <!channel> &amp;"
 
 
-def test_notifications_are_plain_text_whatever_the_service_formats(receiver: tuple[str, list[dict]]) -> None:
+def test_notifications_are_plain_text_whatever_the_service_formats(inbox: tuple[str, list[dict]]) -> None:
     """An alert or node name is sent as written: escaped for a service that reads HTML or Markdown, never run."""
-    url, received = receiver
+    url, received = inbox
     site = Site(cloud="x", notify=[url, f"{url}?format=html", f"{url}?format=markdown&emojis=yes"])
     assert notify.send(site, "uc", "title", HOSTILE)
     assert len(received) == 3

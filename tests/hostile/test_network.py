@@ -40,6 +40,7 @@ ALERT = {
     ],
 }
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+SCRAPE_PASSWORD = "scrape-secret"
 # what a slow client sends: a request line and part of the headers, or whole headers and part of the body
 PARTIAL_HEADERS = b"GET /metrics HTTP/1.1\r\nHost: agent\r\nUser-Agent: slo"
 PARTIAL_BODY = b'POST /api/v1/alertmanager HTTP/1.1\r\nHost: agent\r\nContent-Length: 4096\r\n\r\n{"version":'
@@ -221,33 +222,38 @@ def test_a_scrape_flood_does_not_starve_the_webhook(agent_process: Callable[...,
     assert worst_webhook < 1.0 and worst_health < 1.0
 
 
-def test_tls_and_basic_auth_from_the_web_config(agent_process: Callable[..., AgentProcess], tmp_path: Path) -> None:
-    pki = make_pki(tmp_path)
-    hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(rounds=10)).decode()
-    web = tmp_path / "web.yml"
+def tls_and_basic_auth(directory: Path) -> Path:
+    """web.yml beside make_pki's files: TLS with its server certificate, user `prom` with SCRAPE_PASSWORD."""
+    hashed = bcrypt.hashpw(SCRAPE_PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    web = directory / "web.yml"
     web.write_text(
         f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hashed}'\n"
     )
-    agent = agent_process(http={"web_config_file": str(web)})
+    return web
+
+
+def test_tls_and_basic_auth_from_the_web_config(agent_process: Callable[..., AgentProcess], tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    agent = agent_process(http={"web_config_file": str(tls_and_basic_auth(tmp_path))})
     assert agent.url.startswith("https://127.0.0.1:")
     assert "serving metrics on https://" in agent.wait_for("serving metrics on")
     ca = ssl.create_default_context(cafile=str(pki.ca))
     with httpx.Client(base_url=agent.url, verify=ca, timeout=10) as http:
         assert http.get("/healthz").status_code == 200  # liveness checks need no password
-        for auth in (None, ("prom", "wrong"), ("nobody", "scrape-secret")):
+        for auth in (None, ("prom", "wrong"), ("nobody", SCRAPE_PASSWORD)):
             refused = http.get("/metrics", auth=auth)
             assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Basic realm="hammersmith"'
         assert http.get("/runbooks", auth=("prom", "wrong")).status_code == 401
         timings = []
         for _ in range(3):
             started = time.perf_counter()
-            assert http.get("/metrics", auth=("prom", "scrape-secret")).status_code == 200
+            assert http.get("/metrics", auth=("prom", SCRAPE_PASSWORD)).status_code == 200
             timings.append(time.perf_counter() - started)
         print(f"\n/metrics over TLS with basic auth: {', '.join(f'{t * 1000:.1f}' for t in timings)} ms (bcrypt once)")
         assert max(timings[1:]) < timings[0]
         # the webhook keeps its own bearer token: a scrape password is neither needed nor enough
         assert http.post("/api/v1/alertmanager", json=ALERT, headers=BEARER).status_code == 200
-        no_bearer = http.post("/api/v1/alertmanager", json=ALERT, auth=("prom", "scrape-secret"))
+        no_bearer = http.post("/api/v1/alertmanager", json=ALERT, auth=("prom", SCRAPE_PASSWORD))
         assert no_bearer.status_code == 401
     # plain HTTP on the TLS port gets no answer, and any client without our CA refuses the certificate
     plain = agent.url.replace("https://", "http://")
@@ -359,12 +365,7 @@ def test_prometheus_and_alertmanager_reach_the_agent_over_tls(
     """The real Prometheus scrapes with the CA and basic auth; the real Alertmanager delivers over https with
     the bearer token: nothing of either crosses the network in clear."""
     pki = make_pki(tmp_path)
-    hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(rounds=10)).decode()
-    web = tmp_path / "web.yml"
-    web.write_text(
-        f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hashed}'\n"
-    )
-    agent = agent_process(http={"web_config_file": str(web)})
+    agent = agent_process(http={"web_config_file": str(tls_and_basic_auth(tmp_path))})
     target = agent.url.removeprefix("https://")
     with Alertmanager(tmp_path / "am") as alertmanager, Prometheus(tmp_path / "prom") as prometheus:
         alertmanager.start(
@@ -393,7 +394,7 @@ def test_prometheus_and_alertmanager_reach_the_agent_over_tls(
             scrape_options={
                 "scheme": "https",
                 "tls_config": {"ca_file": str(pki.ca)},
-                "basic_auth": {"username": "prom", "password": "scrape-secret"},
+                "basic_auth": {"username": "prom", "password": SCRAPE_PASSWORD},
             },
         )
         up = prometheus.wait_for('up{job="hammersmith"} == 1', timeout=30)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -135,30 +132,6 @@ def slow_ironic(bed: Testbed, **delays: int) -> Iterator[None]:
         yield
     finally:
         ironic.restart(state)
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[str, list[dict]]]:
-    """A real HTTP receiver on 127.0.0.1 for Apprise's json:// notifications."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_port}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def only(actions: list[dict[str, Any]], node: str) -> dict[str, Any]:
