@@ -318,7 +318,7 @@ def test_the_cli_prints_alert_values_literally_never_as_markup(agent: Agent) -> 
         fingerprint="markup0000000001",
         annotations={"summary": "[link=http://evil]click[/link]", "runbook_url": "http://x/[/]"},
     )
-    odd["labels"]["team"] = "[bold]ops\\"
+    odd["labels"]["zteam"] = "[bold]ops\\"  # last label: a trailing backslash, shown once
     bad = alert("[link=x]", fingerprint="markup0000000002")
     bad["labels"]["[/]"] = "\ud800"
     raw = json.dumps(payload(odd, alert("[b]", fingerprint="markup0000000003"))).replace(
@@ -335,7 +335,7 @@ def test_the_cli_prints_alert_values_literally_never_as_markup(agent: Agent) -> 
         assert literal in listed.stdout, literal
     shown = hammersmith(*cli, "show", str(row.id), cwd=agent.settings.state_dir)
     assert shown.returncode == 0, shown.stderr
-    for literal in ("Incident", "[/] at site lab", "[link=http://evil]click[/link]", "team=[bold]ops\\", "[red]n"):
+    for literal in ("Incident", "[/] at site lab", "[link=http://evil]click[/link]", "zteam=[bold]ops\\\n", "[red]n"):
         assert literal in shown.stdout, literal
     dead = hammersmith(*cli, "--dead", cwd=agent.settings.state_dir)
     assert dead.returncode == 0 and "alerts.0.labels.[/]" in dead.stdout, dead.stdout + dead.stderr

@@ -1,6 +1,6 @@
 """`hammersmith incidents [--dead] [show ID]`: what Alertmanager told the agent, and what it did about each alert.
 
-Every value shown comes from an alert (anyone with the webhook token): it is escaped, never read as Rich markup.
+Every value shown comes from an alert (anyone with the webhook token): it is plain text, never read as Rich markup.
 """
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, console, emit_json
 from hammersmith.cli.quantify import opened
+from hammersmith.cli.render import markup, plain
 from hammersmith.errors import HammersmithError
 from hammersmith.store.models import IncidentRow
 
@@ -29,7 +30,7 @@ KIND_STYLE = {
 }
 
 
-def timeline_summary(row: IncidentRow) -> str:
+def timeline_summary(row: IncidentRow) -> Text:
     """received -> action -> resolved (duplicates counted, not repeated), then the deciding event's words."""
     kinds: list[str] = []
     duplicates = 0
@@ -38,9 +39,9 @@ def timeline_summary(row: IncidentRow) -> str:
             duplicates += 1
         else:
             kinds.append(f"[{KIND_STYLE.get(event.kind, '')}]{event.kind}[/]")
-    decided = escape(next((e.detail for e in row.events if e.kind in ("action", "no_action", "error")), ""))
+    decided = next((e.detail for e in row.events if e.kind in ("action", "no_action", "error")), "")
     text = " -> ".join(kinds) + (f" (+{duplicates} duplicate{'s' if duplicates > 1 else ''})" if duplicates else "")
-    return f"{text}: {decided}" if decided else text
+    return markup(text + ": {}", decided) if decided else markup(text)
 
 
 @app.callback(invoke_without_command=True)
@@ -76,13 +77,13 @@ def incidents(
         table.add_row(
             str(r.id),
             r.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
-            escape(r.site),
-            escape(r.alertname),
-            escape(r.node or "-"),
+            plain(r.site),
+            plain(r.alertname),
+            plain(r.node or "-"),
             status,
-            escape(r.hammer or "-"),
+            plain(r.hammer or "-"),
             timeline_summary(r),
-            escape(r.runbook_url or "-"),
+            plain(r.runbook_url or "-"),
         )
     console.print(table)
 
@@ -105,7 +106,7 @@ def dead_letters(settings: config_mod.Settings, limit: int, as_json: bool) -> No
             problems = "; ".join(f"{e['field']}: {e['problem']}" for e in aside["errors"])
             why.append(f"alert {aside['index']} set aside: {problems}")
         table.add_row(
-            str(r.id), r.received_at.strftime("%Y-%m-%d %H:%M:%S"), str(r.attempts), state, escape("\n".join(why))
+            str(r.id), r.received_at.strftime("%Y-%m-%d %H:%M:%S"), str(r.attempts), state, plain("\n".join(why))
         )
     console.print(table)
 
@@ -125,23 +126,22 @@ def show(
         emit_json(row.to_dict())
         return
     status = "[bold red]firing[/]" if row.status == "firing" else f"[green]resolved[/] at {row.resolved_at}"
-    console.print(f"[bold]Incident {row.id}[/]: {escape(row.alertname)} at site {escape(row.site)} -- {status}")
-    node = escape(row.node or "-")
-    console.print(f"fingerprint {row.fingerprint}, started {row.starts_at.isoformat()}, node {node}")
+    console.print(markup(f"[bold]Incident {row.id}[/]: {{}} at site {{}} -- {status}", row.alertname, row.site))
+    node = row.node or "-"
+    console.print(markup(f"fingerprint {row.fingerprint}, started {row.starts_at.isoformat()}, node {{}}", node))
     ledger = f", ledger row #{row.action_id}" if row.action_id else ""
-    console.print(f"hammer: {escape(row.hammer or '(none mapped)')}{ledger}")
+    console.print(markup("hammer: {}" + ledger, row.hammer or "(none mapped)"))
     if row.action_id:
-        console.print(f"  see: hammersmith ledger --site {escape(row.site)} --node {node}")
-    console.print(f"runbook: {escape(row.runbook_url or '-')}")
+        console.print(markup("  see: hammersmith ledger --site {} --node {}", row.site, node))
+    console.print(markup("runbook: {}", row.runbook_url or "-"))
     for key, value in sorted(row.annotations.items()):
-        console.print(escape(f"{key}: {value}"), highlight=False)
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(row.labels.items()))
-    console.print("labels: " + escape(labels), highlight=False)
+        console.print(plain(f"{key}: {value}"))
+    console.print(plain("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(row.labels.items()))))
     table = Table(title="Timeline")
     for column in ("at (UTC)", "event"):
         table.add_column(column, no_wrap=True)
     table.add_column("detail", overflow="fold")
     for event in row.events:
         style = KIND_STYLE.get(event.kind, "")
-        table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), f"[{style}]{event.kind}[/]", escape(event.detail))
+        table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), f"[{style}]{event.kind}[/]", plain(event.detail))
     console.print(table)
