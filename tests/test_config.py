@@ -448,3 +448,15 @@ def test_notify_url_without_a_scheme_is_refused_unshown() -> None:
 def test_a_long_wrong_value_is_cut_in_its_message() -> None:
     (found,) = problems(GOOD.replace("stuck_after_minutes: 90", "stuck_after_minutes: " + "x" * 10_000))
     assert found.endswith("(got '" + "x" * 56 + "...)")
+
+
+def test_public_url_holds_no_credentials_and_is_never_echoed() -> None:
+    """public_url goes into every alert's runbook_url and notification: a password there would be published."""
+    text = "http:\n  public_url: https://ops:s3cr3t@agent.example.org\n" + GOOD
+    assert problems(text) == [
+        "site.yaml:2: 'http.public_url': Value error, must not hold user:password@ (it is published in every "
+        "runbook_url; not shown)"
+    ]
+    assert problems("http:\n  public_url: agent.example.org\n" + GOOD) == [
+        "site.yaml:2: 'http.public_url': Value error, must be an http:// or https:// URL with a host"
+    ]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -232,6 +233,19 @@ class Http(_Strict):
         if token is not None and not TOKEN.fullmatch(token):
             raise ValueError("must be printable ASCII without spaces or control characters (not shown: secret)")
         return token
+
+    @field_validator("public_url")
+    @classmethod
+    def _publishable(cls, url: str | None) -> str | None:
+        """It is written into every alert's runbook_url and every notification: no credentials in it."""
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not hold user:password@ (it is published in every runbook_url; not shown)")
+        return url
 
     @field_validator("listen")
     @classmethod
@@ -461,7 +475,7 @@ def _dotted(path: tuple[Any, ...]) -> str:
 #: pydantic error types that mean "expected a section": a string given instead may be the section, secrets and all
 SECTION_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
 #: keys whose values are secrets (tokens, passwords in URLs): never echoed, whatever is wrong with them
-SECRET_KEYS = frozenset({"notify", "store_url", "webhook_token"})
+SECRET_KEYS = frozenset({"notify", "public_url", "store_url", "webhook_token"})
 
 
 def _describe(error: dict[str, Any]) -> str:
