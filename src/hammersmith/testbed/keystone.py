@@ -14,6 +14,7 @@ import pwd
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,14 @@ def token(auth_url: str, password: str) -> str:
         conn.close()
 
 
-def register(auth_url: str, passwords: dict[str, str], endpoints: dict[str, str]) -> None:
-    """The catalog (service type -> URL, public/internal/admin) and the service project's accounts."""
+def register(
+    auth_url: str,
+    passwords: dict[str, str],
+    endpoints: dict[str, str],
+    accounts: Mapping[str, tuple[str, ...]] = ROLES,
+) -> None:
+    """The catalog (service type -> URL, public/internal/admin) and the service project's accounts
+    (`accounts`: user -> roles; a tier with more services passes theirs too)."""
     conn = admin(auth_url, passwords["admin"])
     try:
         ident = conn.identity
@@ -130,7 +137,7 @@ def register(auth_url: str, passwords: dict[str, str], endpoints: dict[str, str]
                 ident.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=REGION)
         project = ident.create_project(name=SERVICE_PROJECT, domain_id="default")
         roles = {role.name: role.id for role in ident.roles()}
-        for name, granted in ROLES.items():
+        for name, granted in accounts.items():
             user = ident.create_user(name=name, password=passwords[name], domain_id="default")
             for role in granted:
                 ident.assign_project_role_to_user(project.id, user.id, roles[role])

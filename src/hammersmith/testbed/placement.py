@@ -1,0 +1,116 @@
+"""A real Placement (behind Keystone; SQLite, or a database URL) for the testbed's full tier.
+
+Nova's Ironic driver keeps one resource provider per Ironic node in Placement, and a provider
+left behind by a deleted node is a fault operators meet; only a real Placement shows what
+hammersmith reads there. Same pattern as Keystone: its own cached virtualenv, 127.0.0.1,
+stopped by PID, served by gunicorn. No shim: Placement's WSGI module hands oslo.config an
+empty argv, and finds its config through OS_PLACEMENT_CONFIG_DIR.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from hammersmith.errors import TestbedError
+from hammersmith.testbed import keystone, process, venvs
+
+PLACEMENT_VERSION = "16.0.0"
+USER = "placement"
+SERVICE_TYPE = "placement"
+#: its account's roles in the service project: `service` lets keystonemiddleware validate tokens,
+#: and is what Placement's defaults ask of the services (Nova) that write providers
+ROLES = ("service",)
+
+PLACEMENT_CONF = """\
+# written by hammersmith testbed
+[DEFAULT]
+log_file = {dir}/placement.log
+
+[placement_database]
+connection = {database_url}
+
+[api]
+auth_strategy = keystone
+
+{keystone}"""
+
+
+def venv_dir() -> Path:
+    return venvs.venv_path("openstack-placement", PLACEMENT_VERSION)
+
+
+def ensure_venv() -> Path:
+    """pymysql: for a later tier's MariaDB `database_url`."""
+    return venvs.ensure("openstack-placement", PLACEMENT_VERSION, "gunicorn", "pymysql")
+
+
+class Placement:
+    """One Placement API with its config (and SQLite database, unless given another) under `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory.resolve()
+        self.log = self.dir / "placement.stdout"
+
+    def _sync(self) -> None:
+        result = subprocess.run(
+            [
+                str(venv_dir() / "bin" / "placement-manage"),
+                "--config-file",
+                str(self.dir / "placement.conf"),
+                "db",
+                "sync",
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        if result.returncode:
+            raise TestbedError("placement-manage db sync failed", hint=(result.stdout + result.stderr)[-2000:])
+
+    def prepare(self, auth_url: str, password: str, database_url: str | None = None) -> None:
+        """Config (Keystone auth with the `placement` account) and a schema: on `database_url` by its migrations,
+        else a fresh SQLite database copied from a template cached beside the venv (made once by db sync)."""
+        ensure_venv()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        db = self.dir / "placement.sqlite"
+        (self.dir / "placement.conf").write_text(
+            PLACEMENT_CONF.format(
+                dir=self.dir,
+                database_url=database_url or f"sqlite:///{db}",
+                keystone=keystone.authtoken_section(auth_url, USER, password),
+            )
+        )
+        if database_url:
+            self._sync()
+            return
+        db.unlink(missing_ok=True)
+        template = venv_dir() / "empty-placement.sqlite"
+        if not template.exists():
+            self._sync()
+            shutil.copyfile(db, template.with_suffix(".tmp"))
+            template.with_suffix(".tmp").replace(template)
+        shutil.copyfile(template, db)
+
+    def start(self, port: int, timeout: float = 60.0) -> int:
+        env = {"OS_PLACEMENT_CONFIG_DIR": str(self.dir)}
+        argv = venvs.gunicorn(venv_dir(), self.dir, port, "placement.wsgi.api:application", threads=4, timeout=60)
+        pid = process.start(argv, self.log, self.dir, env=env)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if not process.alive(pid):
+                    raise TestbedError("Placement exited during start-up", hint=process.tail(self.log))
+                try:
+                    # 401: the app is loaded with its Keystone middleware (the root document needs no token)
+                    if http.get(f"http://127.0.0.1:{port}/resource_providers").status_code == 401:
+                        return pid
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        process.stop(pid)
+        raise TestbedError(f"Placement did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
