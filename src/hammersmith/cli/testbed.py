@@ -65,8 +65,9 @@ def up(
         str,
         typer.Option(
             "--with",
-            help=f"Also run these real services, comma-separated: {', '.join(lifecycle.SERVICES)} "
-            "(Keystone: authentication and RBAC; Neutron: VIFs, port faults).",
+            help=f"Also run these real services, comma-separated: {', '.join(lifecycle.SERVICES)}, "
+            f"or {lifecycle.FULL} for all of them; each brings those it needs (placement, glance: keystone). "
+            "Keystone: authentication and RBAC; Neutron: VIFs, port faults; see docs/testbed.md.",
         ),
     ] = "",
     as_json: JsonOpt = False,
@@ -78,15 +79,16 @@ def up(
             {
                 "url": state.url,
                 "pid": state.pid,
-                "keystone": state.auth_url,
-                "neutron": state.neutron_url,
+                **{name: lifecycle.service_url(state, name) for name in lifecycle.SERVICES},
                 "nodes": state.nodes,
                 "seconds": round(seconds, 2),
             }
         )
     else:
         extra = "".join(
-            f", {name} at {url}" for name, url in (("Keystone", state.auth_url), ("Neutron", state.neutron_url)) if url
+            f", {service.title} at {lifecycle.service_url(state, name)}"
+            for name, service in lifecycle.SERVICES.items()
+            if name in state.services
         )
         console.print(
             markup(
@@ -132,11 +134,32 @@ def status(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def down(as_json: JsonOpt = False) -> None:
-    """Stop the testbed's Ironic (and Neutron, Keystone) by PID (the data stays until the next `up`)."""
+    """Stop the testbed's Ironic and every service by PID (the data stays until the next `up`)."""
     state = lifecycle.down(Path.cwd())
     emit_json({"stopped": state is not None}) if as_json else console.print(
         "testbed stopped" if state else "no testbed here"
     )
+
+
+ServiceArg = Annotated[str, typer.Argument(help=f"One of the testbed's services: {', '.join(lifecycle.SERVICES)}.")]
+
+
+@app.command()
+def stop(service: ServiceArg, as_json: JsonOpt = False) -> None:
+    """Stop one service by its PID, keeping its data: a real outage, which `testbed start` ends."""
+    lifecycle.stop_service(Path.cwd(), service)
+    emit_json({"service": service, "running": False}) if as_json else console.print(plain(f"{service} stopped"))
+
+
+@app.command()
+def start(service: ServiceArg, as_json: JsonOpt = False) -> None:
+    """Start a stopped service again, on its port and with its data."""
+    state = lifecycle.start_service(Path.cwd(), service)
+    url, pid = lifecycle.service_url(state, service), state.pid_of(service)
+    if as_json:
+        emit_json({"service": service, "running": True, "url": url, "pid": pid})
+    else:
+        console.print(markup("{} [green]running[/] at {} (PID {})", service, url, pid))
 
 
 @app.command()

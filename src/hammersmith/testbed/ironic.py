@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -129,14 +130,30 @@ class State:
     host: str = field(default_factory=conductor_name)
     nodes: int = 0
     faults: dict[str, list[str]] = field(default_factory=dict)
-    #: the optional real Neutron (`testbed up --with neutron`) and its provisioning network
-    neutron_port: int | None = None
-    neutron_pid: int | None = None
+    #: Neutron's provisioning network (`--with neutron`)
     network_id: str | None = None
-    #: the optional real Keystone (`--with keystone`) and every account's password (admin, services, hammersmith)
-    keystone_port: int | None = None
-    keystone_pid: int | None = None
+    #: every Keystone account's password (admin, the services', hammersmith)
     passwords: dict[str, str] = field(default_factory=dict)
+    #: each service `testbed up --with` added to Ironic (see lifecycle.SERVICES) -> {"port": ..., "pid": ...}
+    services: dict[str, dict[str, int | None]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> State:
+        """From testbed.json; one written before the service registry kept keystone_/neutron_ port and pid."""
+        for name in ("keystone", "neutron"):
+            port, pid = data.pop(f"{name}_port", None), data.pop(f"{name}_pid", None)
+            if port:
+                data.setdefault("services", {})[name] = {"port": port, "pid": pid}
+        return cls(**data)
+
+    def port_of(self, name: str) -> int | None:
+        return self.services[name]["port"] if name in self.services else None
+
+    def pid_of(self, name: str) -> int | None:
+        return self.services[name]["pid"] if name in self.services else None
+
+    def set_pid(self, name: str, pid: int | None) -> None:
+        self.services[name]["pid"] = pid
 
     @property
     def url(self) -> str:
@@ -144,11 +161,32 @@ class State:
 
     @property
     def neutron_url(self) -> str | None:
-        return f"http://127.0.0.1:{self.neutron_port}/" if self.neutron_port else None
+        return f"http://127.0.0.1:{port}/" if (port := self.port_of("neutron")) else None
 
     @property
     def auth_url(self) -> str | None:
-        return f"http://127.0.0.1:{self.keystone_port}/v3" if self.keystone_port else None
+        return f"http://127.0.0.1:{port}/v3" if (port := self.port_of("keystone")) else None
+
+    # the names callers used before the registry (faults, tests)
+    @property
+    def keystone_port(self) -> int | None:
+        return self.port_of("keystone")
+
+    @property
+    def keystone_pid(self) -> int | None:
+        return self.pid_of("keystone")
+
+    @property
+    def neutron_port(self) -> int | None:
+        return self.port_of("neutron")
+
+    @property
+    def neutron_pid(self) -> int | None:
+        return self.pid_of("neutron")
+
+    @neutron_pid.setter
+    def neutron_pid(self, pid: int | None) -> None:
+        self.set_pid("neutron", pid)
 
 
 def _headers(state: State, version: str) -> dict[str, str]:
@@ -173,7 +211,7 @@ class Ironic:
 
     def load_state(self) -> State | None:
         try:
-            return State(**json.loads(self.state_file.read_text()))
+            return State.load(json.loads(self.state_file.read_text()))
         except FileNotFoundError:
             return None
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import fleet, keystone, process
+from hammersmith.testbed import fleet, glance, keystone, placement, process
 from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
+from hammersmith.testbed.glance import GLANCE_VERSION, Glance
 from hammersmith.testbed.ironic import (
     CLOUD_NAME,
     IRONIC_VERSION,
@@ -25,34 +27,241 @@ from hammersmith.testbed.ironic import (
     venv_dir,
 )
 from hammersmith.testbed.keystone import KEYSTONE_VERSION, REGION, SERVICE_PROJECT, Keystone
+from hammersmith.testbed.mariadb import MariaDB
 from hammersmith.testbed.neutron import NEUTRON_VERSION, PHYSNET, Neutron
+from hammersmith.testbed.placement import PLACEMENT_VERSION, Placement
+from hammersmith.testbed.rabbitmq import RabbitMQ
 
 MARKER = "# written by 'hammersmith testbed up'"
-#: what `testbed up --with` can add to Ironic
-SERVICES = ("keystone", "neutron")
-#: Keystone's accounts (the bootstrap admin, the services', hammersmith's own)
-ACCOUNTS = ("admin", "ironic", "neutron", "hammersmith")
+#: `--with full`: every service of the registry
+FULL = "full"
+#: Ironic's place in the start order: services below start before it, services above once its nodes are available
+IRONIC_ORDER = 100
+#: Keystone's accounts whatever else runs: Ironic's and hammersmith's own (the bootstrap admin comes with Keystone)
+BASE_ACCOUNTS = {user: keystone.ROLES[user] for user in ("ironic", "hammersmith")}
 Step = Callable[[str, int | None], Callable[[int], None]]
 """start a progress step: (description, total) -> advance(completed)"""
+Start = Callable[[Path, State, bool], int]
+"""start a service: (workdir, state, fresh) -> its PID once it answers; fresh: new data, else its data again"""
+Stop = Callable[[Path, int | None], None]
+"""stop a service: (its directory, its recorded PID), only while that PID is still the process started there"""
 
 
 def testbed_dir(workdir: Path) -> Path:
     return workdir / ".hammersmith" / "testbed"
 
 
+def service_dir(workdir: Path, name: str) -> Path:
+    return testbed_dir(workdir).resolve() / name
+
+
+def _stop_group(directory: Path, pid: int | None) -> None:
+    if process.owned(pid, directory):
+        process.stop(pid)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service `testbed up --with` can add to Ironic: what it needs, when and how it starts and stops."""
+
+    #: its name and version, as `up` shows them
+    title: str
+    #: its place in the start order (see IRONIC_ORDER); `down` stops in the reverse order
+    order: int
+    start: Start
+    #: services it can't run without: `--with` adds them
+    needs: tuple[str, ...] = ()
+    #: fresh only, once it answers and its PID is recorded: what it creates in itself or the others
+    setup: Callable[[Path, State], None] | None = None
+    stop: Stop = _stop_group
+    #: where its process works, under its directory (`process.owned`): mariadbd changes into its datadir
+    cwd: str = ""
+    #: its URL is <scheme>://127.0.0.1:<port><path>
+    scheme: str = "http"
+    path: str = ""
+    #: pip-installed into its own cached venv by its first `prepare` (MariaDB and RabbitMQ are Debian packages)
+    venv: bool = True
+    #: its service type in Keystone's catalog
+    catalog: str | None = None
+    #: its accounts in Keystone's service project: user -> roles
+    accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _port(state: State, name: str) -> int:
+    """The port of one of the testbed's services; an error if it runs none."""
+    port = state.port_of(name)
+    if port is None:
+        raise TestbedError(f"this testbed runs no {name!r}", hint=f"add it with 'testbed up --with {name}'")
+    return port
+
+
+def service_url(state: State, name: str) -> str | None:
+    port = state.port_of(name)
+    service = SERVICES[name]
+    return f"{service.scheme}://127.0.0.1:{port}{service.path}" if port else None
+
+
+def database_url(workdir: Path, state: State, name: str) -> str | None:
+    """A MariaDB database of its own when the testbed runs MariaDB (it starts before the services), else None:
+    the service keeps its SQLite."""
+    port = state.port_of("mariadb")
+    if port is None:
+        return None
+    server = MariaDB(service_dir(workdir, "mariadb"))
+    server.port = port
+    return server.create_database(name)
+
+
+def accounts(services: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Keystone's accounts in the service project (user -> roles) for a testbed running `services`."""
+    return BASE_ACCOUNTS | {user: roles for name in services for user, roles in SERVICES[name].accounts.items()}
+
+
+def _start_mariadb(workdir: Path, state: State, fresh: bool) -> int:
+    server = MariaDB(service_dir(workdir, "mariadb"))
+    if fresh:
+        server.prepare()
+    return server.start(_port(state, "mariadb"))
+
+
+def _start_rabbitmq(workdir: Path, state: State, fresh: bool) -> int:
+    broker = RabbitMQ(service_dir(workdir, "rabbitmq"))
+    if fresh:
+        broker.prepare()
+    return broker.start(_port(state, "rabbitmq"))
+
+
+def _start_keystone(workdir: Path, state: State, fresh: bool) -> int:
+    """A fresh Keystone is bootstrapped with the admin's password; `_register` adds the catalog and accounts."""
+    server = Keystone(service_dir(workdir, "keystone"))
+    if fresh:
+        server.prepare(_port(state, "keystone"), state.passwords["admin"])
+    return server.start(_port(state, "keystone"))
+
+
+def _register(workdir: Path, state: State) -> None:
+    """Keystone's catalog (Ironic and every service with an entry) and the accounts the others log in with."""
+    assert state.auth_url is not None
+    endpoints = {"baremetal": state.url}
+    for name in state.services:
+        if (service_type := SERVICES[name].catalog) and (url := service_url(state, name)):
+            endpoints[service_type] = url
+    keystone.register(state.auth_url, state.passwords, endpoints, accounts(state.services))
+
+
+def _start_neutron(workdir: Path, state: State, fresh: bool) -> int:
+    server = Neutron(service_dir(workdir, "neutron"))
+    if fresh:
+        server.prepare(state.auth_url, state.passwords.get("neutron", ""))
+    return server.start(_port(state, "neutron"))
+
+
+def _provisioning_network(workdir: Path, state: State) -> None:
+    """The flat network Ironic's nodes use."""
+    admin = fleet.connect(state)
+    try:
+        network = admin.network.create_network(
+            name="provisioning", provider_network_type="flat", provider_physical_network=PHYSNET, shared=True
+        )
+    finally:
+        admin.close()
+    state.network_id = network.id
+
+
+def _behind_keystone(name: str, server: Callable[[Path], Placement | Glance], user: str) -> Start:
+    """Placement's or Glance's start: its account, and its own MariaDB database when MariaDB runs."""
+
+    def start(workdir: Path, state: State, fresh: bool) -> int:
+        api = server(service_dir(workdir, name))
+        if fresh:
+            assert state.auth_url is not None
+            api.prepare(state.auth_url, state.passwords[user], database_url(workdir, state, name))
+        return api.start(_port(state, name))
+
+    return start
+
+
+#: every service `testbed up --with` can add to Ironic, in start order
+SERVICES: dict[str, Service] = {
+    "mariadb": Service(
+        "MariaDB",
+        10,
+        _start_mariadb,
+        stop=lambda directory, pid: MariaDB(directory).stop(pid),
+        cwd="data",
+        scheme="mysql",
+        venv=False,
+    ),
+    "rabbitmq": Service(
+        "RabbitMQ",
+        20,
+        _start_rabbitmq,
+        stop=lambda directory, pid: RabbitMQ(directory).stop(pid),
+        scheme="amqp",
+        venv=False,
+    ),
+    "keystone": Service(f"Keystone {KEYSTONE_VERSION}", 30, _start_keystone, setup=_register, path="/v3"),
+    "neutron": Service(
+        f"Neutron {NEUTRON_VERSION}",
+        40,
+        _start_neutron,
+        setup=_provisioning_network,
+        path="/",
+        catalog="network",
+        accounts={"neutron": keystone.ROLES["neutron"]},
+    ),
+    "placement": Service(
+        f"Placement {PLACEMENT_VERSION}",
+        50,
+        _behind_keystone("placement", Placement, placement.USER),
+        needs=("keystone",),
+        catalog=placement.SERVICE_TYPE,
+        accounts={placement.USER: placement.ROLES},
+    ),
+    "glance": Service(
+        f"Glance {GLANCE_VERSION}",
+        60,
+        _behind_keystone("glance", Glance, glance.USER),
+        needs=("keystone",),
+        catalog=glance.SERVICE_TYPE,
+        accounts={glance.USER: glance.ROLES},
+    ),
+}
+
+
 def known_services(names: Iterable[str]) -> frozenset[str]:
-    """The services to add to Ironic (`--with keystone,neutron`); an unknown one is an error naming the known ones."""
-    names = frozenset(name.strip() for name in names if name.strip())
-    unknown = sorted(names - set(SERVICES))
+    """The services to add to Ironic (`--with keystone,neutron`, `--with full`), with every one they need;
+    an unknown name is an error naming the known ones."""
+    wanted = {name.strip() for name in names if name.strip()}
+    if FULL in wanted:
+        wanted = (wanted - {FULL}) | set(SERVICES)
+    unknown = sorted(wanted - set(SERVICES))
     if unknown:
         raise TestbedError(
-            f"unknown service {', '.join(map(repr, unknown))} for --with", hint=f"known: {', '.join(SERVICES)}"
+            f"unknown service {', '.join(map(repr, unknown))} for --with",
+            hint=f"known: {', '.join(SERVICES)}; {FULL}: all of them",
         )
-    return names
+    while missing := {need for name in wanted for need in SERVICES[name].needs} - wanted:
+        wanted |= missing
+    return frozenset(wanted)
+
+
+def _in_order(services: Iterable[str]) -> list[str]:
+    """The services and Ironic (as "ironic") in start order."""
+    return sorted([*services, "ironic"], key=lambda name: IRONIC_ORDER if name == "ironic" else SERVICES[name].order)
+
+
+def _taken_free_port(taken: set[int]) -> int:
+    """A free port none of the testbed's other services was given."""
+    while (port := free_port()) in taken:
+        pass
+    taken.add(port)
+    return port
 
 
 def up(workdir: Path, nodes: int, port: int | None, step: Step, services: Iterable[str] = ()) -> State:
-    """Install (once), start Ironic (and Keystone, Neutron) on fresh databases, enrol nodes, write the client files."""
+    """Install (once), start Ironic (and the `--with` services) on fresh databases, enrol nodes, write the
+    client files."""
     services = known_services(services)
     ironic = Ironic(testbed_dir(workdir))
     previous = ironic.load_state()
@@ -74,18 +283,21 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step, services: Iterab
     for stale in (workdir / ".hammersmith").glob("hammersmith.sqlite*"):
         stale.unlink()
     try:
-        if "neutron" in services:
-            state.neutron_port = free_port()
+        taken = {state.port}
+        # every port first: Keystone's catalog and Ironic's config name services that start after them
+        state.services = {name: {"port": _taken_free_port(taken), "pid": None} for name in services}
         if "keystone" in services:
-            step(f"installing and starting Keystone {KEYSTONE_VERSION} (first run installs it)", None)(0)
-            start_keystone(workdir, state)
-        if "neutron" in services:
-            step(f"installing and starting Neutron {NEUTRON_VERSION} (first run installs it)", None)(0)
-            start_neutron(workdir, state, fresh=True)
-        step(f"starting Ironic on {state.url}", None)(0)
-        ironic.start(state)  # and verified: it is ours, not another Ironic that took the port
-        advance = step(f"enrolling {nodes} nodes and cleaning them to 'available'", nodes)
-        fleet.enrol(fleet.connect(state), nodes, advance)
+            state.passwords = {user: secrets.token_urlsafe(18) for user in ("admin", *accounts(services))}
+        for name in _in_order(services):
+            if name == "ironic":
+                step(f"starting Ironic on {state.url}", None)(0)
+                ironic.start(state)  # and verified: it is ours, not another Ironic that took the port
+                advance = step(f"enrolling {nodes} nodes and cleaning them to 'available'", nodes)
+                fleet.enrol(fleet.connect(state), nodes, advance)
+            else:
+                service = SERVICES[name]
+                step(f"starting {service.title}{' (its first run installs it)' if service.venv else ''}", None)(0)
+                _start(workdir, state, name, fresh=True)
     except BaseException:
         stop_all(ironic, state)
         raise
@@ -95,64 +307,33 @@ def up(workdir: Path, nodes: int, port: int | None, step: Step, services: Iterab
     return state
 
 
-def start_keystone(workdir: Path, state: State) -> None:
-    """A fresh Keystone with the catalog and the accounts (new passwords) the others log in with."""
-    server = Keystone(testbed_dir(workdir) / "keystone")
-    state.keystone_port = free_port()
-    state.passwords = {name: secrets.token_urlsafe(18) for name in ACCOUNTS}
-    server.prepare(state.keystone_port, state.passwords["admin"])
-    state.keystone_pid = server.start(state.keystone_port)
+def _start(workdir: Path, state: State, name: str, fresh: bool) -> None:
+    """Start a service, record its PID at once (so `down` stops it whatever fails next), then its fresh setup."""
+    service = SERVICES[name]
+    state.set_pid(name, service.start(workdir, state, fresh))
     Ironic(testbed_dir(workdir)).save_state(state)
-    assert state.auth_url is not None
-    endpoints = {"baremetal": state.url, **({"network": state.neutron_url} if state.neutron_url else {})}
-    keystone.register(state.auth_url, state.passwords, endpoints)
-
-
-def start_neutron(workdir: Path, state: State, fresh: bool = False) -> None:
-    """Start the testbed's Neutron; `fresh`: on a new database, with the flat network Ironic's nodes use."""
-    server = Neutron(testbed_dir(workdir) / "neutron")
-    assert state.neutron_port is not None
-    if fresh:
-        server.prepare(state.auth_url, state.passwords.get("neutron", ""))
-    state.neutron_pid = server.start(state.neutron_port)
-    Ironic(testbed_dir(workdir)).save_state(state)
-    if fresh:
-        network = fleet.connect(state).network.create_network(
-            name="provisioning", provider_network_type="flat", provider_physical_network=PHYSNET, shared=True
-        )
-        state.network_id = network.id
-
-
-def _port(state: State, name: str) -> int:
-    """The port of the testbed's Keystone or Neutron; an error if it runs none."""
-    port = getattr(state, f"{name}_port") if name in SERVICES else None
-    if port is None:
-        raise TestbedError(f"this testbed runs no {name!r}", hint=f"add {', '.join(SERVICES)} with 'testbed up --with'")
-    return port
+    if fresh and service.setup:
+        service.setup(workdir, state)
 
 
 def start_service(workdir: Path, name: str) -> State:
-    """Start a stopped Keystone or Neutron again, on its port and with its data (after `stop_service`)."""
-    ironic, state = running(workdir)
-    port = _port(state, name)
-    if name == "keystone" and not process.alive(state.keystone_pid):
-        state.keystone_pid = Keystone(testbed_dir(workdir) / "keystone").start(port)
-        ironic.save_state(state)
-    elif name == "neutron" and not process.alive(state.neutron_pid):
-        start_neutron(workdir, state)
+    """Start a stopped service again, on its port and with its data (after `stop_service`)."""
+    _, state = running(workdir)
+    _port(state, name)
+    if not process.alive(state.pid_of(name)):
+        _start(workdir, state, name, fresh=False)
     return state
 
 
 def stop_service(workdir: Path, name: str) -> State:
-    """Stop Keystone or Neutron by its PID, keeping its data: a real outage, which `start_service` ends."""
+    """Stop a service by its PID, keeping its data: a real outage, which `start_service` ends."""
     ironic = Ironic(testbed_dir(workdir))
     state = ironic.load_state()
     if state is None:
         raise TestbedError("no testbed in this directory")
     _port(state, name)
-    if process.owned(pid := getattr(state, f"{name}_pid"), ironic.dir / name):
-        process.stop(pid)
-    setattr(state, f"{name}_pid", None)
+    SERVICES[name].stop(ironic.dir / name, state.pid_of(name))
+    state.set_pid(name, None)
     ironic.save_state(state)
     return state
 
@@ -170,12 +351,14 @@ def set_password(workdir: Path, user: str, password: str) -> None:
 
 
 def own_processes(ironic: Ironic, state: State) -> dict[str, tuple[int | None, Path]]:
-    """Each recorded service -> (PID, the directory it was started in); Ironic first (it calls the others)."""
-    return {
-        "Ironic": (state.pid, ironic.dir),
-        "Neutron": (state.neutron_pid, ironic.dir / "neutron"),
-        "Keystone": (state.keystone_pid, ironic.dir / "keystone"),
-    }
+    """Each recorded process -> (PID, the directory it works in), in stop order: the reverse of the start order."""
+    processes: dict[str, tuple[int | None, Path]] = {}
+    for name in reversed(_in_order(state.services)):
+        if name == "ironic":
+            processes["Ironic"] = (state.pid, ironic.dir)
+        else:
+            processes[name] = (state.pid_of(name), ironic.dir / name / SERVICES[name].cwd)
+    return processes
 
 
 def strangers(ironic: Ironic, state: State) -> list[str]:
@@ -188,13 +371,16 @@ def strangers(ironic: Ironic, state: State) -> list[str]:
 
 
 def stop_all(ironic: Ironic, state: State) -> list[str]:
-    """Stop each service by its PID, only while that PID is still the one the testbed started; the state
-    forgets every PID. Returns the strangers left alone."""
+    """Stop each process by its PID, in the reverse start order, only while that PID is still the one the
+    testbed started; the state forgets every PID. Returns the strangers left alone."""
     left = strangers(ironic, state)
-    for pid, directory in own_processes(ironic, state).values():
-        if process.owned(pid, directory):
-            process.stop(pid)
-    state.pid = state.neutron_pid = state.keystone_pid = None
+    for name in reversed(_in_order(state.services)):
+        if name == "ironic":
+            _stop_group(ironic.dir, state.pid)
+        else:
+            SERVICES[name].stop(ironic.dir / name, state.pid_of(name))
+            state.set_pid(name, None)
+    state.pid = None
     ironic.save_state(state)
     return left
 
@@ -251,12 +437,16 @@ def status(workdir: Path) -> dict[str, Any]:
         "running": process.alive(state.pid),
         "pid": state.pid,
         "url": state.url,
-        "keystone": {"url": state.auth_url, "pid": state.keystone_pid, "running": process.alive(state.keystone_pid)}
-        if state.keystone_port
-        else None,
-        "neutron": {"url": state.neutron_url, "pid": state.neutron_pid, "running": process.alive(state.neutron_pid)}
-        if state.neutron_port
-        else None,
+        **{
+            name: {
+                "url": service_url(state, name),
+                "pid": state.pid_of(name),
+                "running": process.alive(state.pid_of(name)),
+            }
+            if name in state.services
+            else None
+            for name in SERVICES
+        },
         "directory": str(ironic.dir),
         "faults": state.faults,
     }
@@ -302,7 +492,7 @@ def inject(
             hint="'hammersmith testbed down' stops what is still its own, then 'up' again",
         )
     if state.neutron_port and not process.alive(state.neutron_pid):
-        start_neutron(workdir, state)  # e.g. after a crash while a fault had it stopped
+        _start(workdir, state, "neutron", fresh=False)  # e.g. after a crash while a fault had it stopped
     injector = Injector(fleet.connect(state), ironic, state)
     before = set(state.faults)
     if scenario:
