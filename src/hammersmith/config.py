@@ -106,6 +106,9 @@ class Policy(_Strict):
     maintenance_window_hours: float = Field(
         24, gt=0, le=8760, description="hammersmith's own maintenance older than this"
     )
+    lease_buffer_minutes: float = Field(
+        60, ge=0, le=10_080, description="a node whose Blazar lease starts within this long is not touched"
+    )
     inspect_after_days: float = Field(30, gt=0, le=3650)
     inspect_per_sweep: int = Field(2, ge=0)
 

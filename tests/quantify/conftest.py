@@ -12,7 +12,7 @@ LISTINGS_BY_SERVICE = {
     "nova": ("servers",),
     "neutron": ("network_ports", "floating_ips"),
     "placement": ("resource_providers",),
-    "blazar": ("blazar_hosts", "leases"),
+    "blazar": ("blazar_hosts", "host_allocations", "leases"),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hammersmith.config import Breaker, Policy
+from hammersmith.detect.reservations import Booking, Reservations
 from hammersmith.react.hammers import load
 from hammersmith.react.safety import EXTRA_KEY, Refused, attempts_in_node, breaker_verdict, may_touch
 
@@ -135,3 +136,12 @@ def test_every_hammer_has_a_runbook_and_a_test_under_its_name() -> None:
         assert hammer.runbook.is_file() and runbooks.get(name).body.startswith(f"# {name}\n")
         assert f"def test_{name.replace('-', '_')}" in tests, f"no test named after hammer {name}"
         assert hammer.doc, f"hammer {name} needs a docstring"
+
+
+def test_a_reserved_node_is_refused_by_the_sweep_and_the_recheck() -> None:
+    """may_touch is what both the sweep's plan and the live re-check call: a Blazar lease refuses there."""
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    booked = Reservations({"uuid-n": (Booking("exp-42", "p1", now - timedelta(hours=1), now + timedelta(hours=2)),)})
+    with pytest.raises(Refused, match=r"reserved by lease exp-42 \(project p1\) until 2026-11-25 14:00 UTC"):
+        may_touch(load()["stale-inspection"], node(uuid="uuid-n"), Policy(), now, reservations=booked)
+    may_touch(load()["stale-inspection"], node(uuid="uuid-other"), Policy(grace_minutes=0), now, reservations=booked)

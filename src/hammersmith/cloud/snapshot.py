@@ -51,6 +51,7 @@ LISTINGS: tuple[Listing, ...] = (
     Listing("floating_ips", "network", "/floatingips", "floatingips"),
     Listing("resource_providers", "placement", "/resource_providers", "resource_providers", paginated=False),
     Listing("blazar_hosts", "reservation", "/os-hosts", "hosts", paginated=False),
+    Listing("host_allocations", "reservation", "/os-hosts/allocations", "allocations", paginated=False),
     Listing("leases", "reservation", "/leases", "leases", (("all_tenants", True),), paginated=False),
 )
 

@@ -5,9 +5,11 @@ A human's change always wins: an operator's maintenance, a user's instance, a no
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from hammersmith.config import Policy
+from hammersmith.detect.reservations import NONE, Reservations
 
 #: provision states in which Ironic itself is working on the node
 TRANSIENT_STATES = frozenset(
@@ -54,8 +56,14 @@ def operator_maintenance(node: dict[str, Any], history_error: str | None = None)
     return not (node.get("maintenance_reason") or "").startswith(OWN_REASON_PREFIX)
 
 
-def hands_off(node: dict[str, Any], policy: Policy, history_error: str | None = None) -> str | None:
-    """Why nothing may act on this node, or None."""
+def hands_off(
+    node: dict[str, Any],
+    policy: Policy,
+    history_error: str | None = None,
+    reservations: Reservations = NONE,
+    now: datetime | None = None,
+) -> str | None:
+    """Why nothing may act on this node, or None (`now`: when to judge its Blazar leases, Ironic's clock)."""
     if node["uuid"] in policy.exempt_nodes or node.get("name") in policy.exempt_nodes:
         return "exempt by site policy"
     if node.get("resource_class") in policy.exempt_resource_classes:
@@ -69,4 +77,6 @@ def hands_off(node: dict[str, Any], policy: Policy, history_error: str | None = 
         return f"allocation {node['allocation_uuid']}"
     if node.get("reservation"):
         return f"locked by conductor {node['reservation']}"
+    if now is not None:
+        return reservations.hold(node, now, policy.lease_buffer_minutes)
     return None

@@ -28,6 +28,7 @@ from hammersmith.cloud.snapshot import IRONIC_MICROVERSION, fault_text, server_d
 from hammersmith.config import Policy
 from hammersmith.detect.checks import node_time
 from hammersmith.detect.handsoff import OWN_REASON_PREFIX, TRANSIENT_STATES, hands_off, ironic_maintenance
+from hammersmith.detect.reservations import NONE, Reservations
 from hammersmith.react.hammers import Action, Hammer
 from hammersmith.store import Store
 
@@ -51,10 +52,15 @@ def latest_change(node: dict[str, Any]) -> datetime | None:
 
 
 def may_touch(
-    hammer: Hammer, node: dict[str, Any], policy: Policy, now: datetime, history_error: str | None = None
+    hammer: Hammer,
+    node: dict[str, Any],
+    policy: Policy,
+    now: datetime,
+    history_error: str | None = None,
+    reservations: Reservations = NONE,
 ) -> None:
     """Must-not-touch rules; raise Refused with the reason. `now` is Ironic's clock, not the agent's."""
-    reason = hands_off(node, policy, history_error)
+    reason = hands_off(node, policy, history_error, reservations, now)
     if reason:
         raise Refused(reason)
     if node.get("maintenance"):
@@ -286,13 +292,16 @@ def node_lock(store: Store, site: str, node_uuid: str, agent: str, ttl: int) -> 
         store.release_lock(site=site, node_uuid=node_uuid, holder=lease.holder)
 
 
-def recheck(hammer: Hammer, action: Action, conn: Connection, policy: Policy) -> Live:
-    """Re-fetch the node and its ports, re-check the rules and the finding on live data, on Ironic's clock."""
+def recheck(
+    hammer: Hammer, action: Action, conn: Connection, policy: Policy, reservations: Reservations = NONE
+) -> Live:
+    """Re-fetch the node and its ports, re-check the rules and the finding on live data, on Ironic's clock
+    (`reservations`: Blazar read again just now)."""
     try:
         now = live(conn, action.node_uuid)
     except NotFoundException:
         raise Refused("node no longer exists") from None
-    may_touch(hammer, now.node, policy, now.now, history_for(conn, now.node))
+    may_touch(hammer, now.node, policy, now.now, history_for(conn, now.node), reservations)
     if not hammer.matches(now.node, now.ports, policy, now.now):
         raise Refused("no longer applies on live data (someone else fixed it or it changed)")
     if not hammer.still_planned(action, now.node, now.ports):

@@ -28,6 +28,7 @@ from openstack.exceptions import NotFoundException
 from hammersmith.cloud import snapshot as snapshot_mod
 from hammersmith.cloud.connection import RequestObserver, SiteConnection
 from hammersmith.config import Policy, Settings, Site
+from hammersmith.detect import reservations
 from hammersmith.detect.checks import Finding, finding
 from hammersmith.react import hammers as registry
 from hammersmith.react import notify, safety
@@ -206,6 +207,7 @@ class Sweeper:
         hammers = {n: h for n, h in registry.load().items() if self.policy.mode(n) != "off"}
         candidates: list[tuple[Hammer, Action, dict[str, Any]]] = []
         by_uuid = {n["uuid"]: n for n in snap.nodes}
+        booked = reservations.of(snap)
         for name, hammer in hammers.items():
             if not snap.complete(*hammer.reads):
                 result.skipped[name] = "incomplete snapshot for " + ", ".join(
@@ -229,7 +231,9 @@ class Sweeper:
                     try:
                         if action.node_uuid in busy and not hammer.transient_ok:  # stuck-transient unsticks it
                             raise safety.Refused(busy[action.node_uuid])
-                        safety.may_touch(hammer, node, self.policy, snap.now, safety.history_for(self.conn, node))
+                        safety.may_touch(
+                            hammer, node, self.policy, snap.now, safety.history_for(self.conn, node), booked
+                        )
                     except safety.Refused as exc:
                         self._record(result, action, "refused", str(exc), node)
                         continue
@@ -308,7 +312,9 @@ class Sweeper:
             result.skipped["alert"] = being_verified(pending[0])
             return result
         try:  # a hands-off node says why before "no longer matches" could hide it
-            safety.may_touch(hammer, node, self.policy, now.now, safety.history_for(self.conn, node))
+            safety.may_touch(
+                hammer, node, self.policy, now.now, safety.history_for(self.conn, node), self._reservations()
+            )
         except safety.Refused as exc:
             result.skipped["alert"] = f"refused by the safety layer: {exc}"
             return result
@@ -324,6 +330,10 @@ class Sweeper:
         # no waiting here: the webhook worker serves one alert at a time; the agent's next sweep verifies the fix
         self._act(result, candidates, apply, now.now, self._fleet_size, wait=0)
         return result
+
+    def _reservations(self) -> reservations.Reservations:
+        """Blazar read again right before deciding on one node: a lease may have started since the snapshot."""
+        return reservations.live(self.connection.adapter("reservation"))
 
     def _fleet_size(self) -> int:
         """Nodes at the site now, for the breaker's percentage when no snapshot is at hand."""
@@ -480,7 +490,7 @@ class Sweeper:
             return
         try:
             with self._lock(action.node_uuid):
-                live = safety.recheck(hammer, action, self.conn, self.policy)
+                live = safety.recheck(hammer, action, self.conn, self.policy, self._reservations())
                 reason = f"{reason}: {safety.last_error(self.conn, live.node) or action.why}"[:255]
                 action_id = self._begin(replace(escalate, params={"reason": reason}), live.node)
                 try:
@@ -526,7 +536,7 @@ class Sweeper:
         held = ExitStack()
         try:
             lease = held.enter_context(self._lock(action.node_uuid))
-            live = safety.recheck(hammer, action, self.conn, self.policy)
+            live = safety.recheck(hammer, action, self.conn, self.policy, self._reservations())
             action_id = self._begin(action, live.node, self._guard(fleet))
         except Denied as exc:
             held.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
+from hammersmith.detect import reservations
 from hammersmith.detect.handsoff import hands_off
 from hammersmith.plugins import load_plugins
 
@@ -112,6 +113,11 @@ def run(snapshot: Snapshot, policy: Policy) -> Report:
             continue
         findings.extend(chk.func(snapshot, policy))
     by_uuid = {n["uuid"]: n for n in snapshot.nodes}
-    left_alone = {n.get("name") or n["uuid"]: reason for n in snapshot.nodes if (reason := hands_off(n, policy))}
-    findings = [Finding(**{**f.__dict__, "hands_off": hands_off(by_uuid[f.node_uuid], policy)}) for f in findings]
+    booked, now = reservations.of(snapshot), snapshot.now
+
+    def why(node: dict[str, Any]) -> str | None:
+        return hands_off(node, policy, reservations=booked, now=now)
+
+    left_alone = {n.get("name") or n["uuid"]: reason for n in snapshot.nodes if (reason := why(n))}
+    findings = [Finding(**{**f.__dict__, "hands_off": why(by_uuid[f.node_uuid])}) for f in findings]
     return Report(sorted(findings, key=lambda f: (f.node_name, f.check)), left_alone, skipped)

@@ -27,8 +27,10 @@ from typing import Any
 from keystoneauth1 import adapter as ks_adapter
 
 from hammersmith.cloud.snapshot import IRONIC_MICROVERSION
+from hammersmith.detect import reservations
 from hammersmith.detect.handsoff import hands_off
 from hammersmith.detect.probes import checked
+from hammersmith.detect.reservations import Reservations
 from hammersmith.detect.smoke import LeftBehind, SmokeContext, log, scenario
 
 #: where a node may be torn down from after the deploy started
@@ -63,8 +65,8 @@ class Ironic:
         checked(self.client.put(path, json={"target": target}, microversion=IRONIC_MICROVERSION))
 
 
-def eligible(node: dict[str, Any], ctx: SmokeContext) -> bool:
-    """Only a node nobody uses or could be about to use."""
+def eligible(node: dict[str, Any], ctx: SmokeContext, booked: Reservations) -> bool:
+    """Only a node nobody uses or could be about to use (a Blazar lease on it, or starting soon, included)."""
     return (
         node.get("provision_state") == "available"
         and not node.get("maintenance")
@@ -74,19 +76,20 @@ def eligible(node: dict[str, Any], ctx: SmokeContext) -> bool:
         and not node.get("reservation")
         and not (node.get("instance_info") or {})
         and (ctx.site.smoke.resource_class is None or node.get("resource_class") == ctx.site.smoke.resource_class)
-        and hands_off(node, ctx.site.policy) is None
+        and hands_off(node, ctx.site.policy, reservations=booked, now=datetime.now(UTC)) is None
     )
 
 
 def pick(ironic: Ironic, ctx: SmokeContext, claim: str) -> dict[str, Any]:
     """Claim an eligible node (instance_uuid = claim), trying the next one if another client wins the race."""
     tried: set[str] = set()
+    booked = reservations.live(ctx.connection.adapter("reservation"))
     for _ in range(ATTEMPTS):
         free = sorted(
             (
                 n
                 for n in ironic.candidates(ctx.site.smoke.resource_class)
-                if eligible(n, ctx) and n["uuid"] not in tried
+                if eligible(n, ctx, booked) and n["uuid"] not in tried
             ),
             key=lambda n: n.get("name") or n["uuid"],
         )
