@@ -135,7 +135,10 @@ def register(
             service = ident.create_service(name=service_type, type=service_type)
             for interface in ("public", "internal", "admin"):
                 ident.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=REGION)
-        project = ident.create_project(name=SERVICE_PROJECT, domain_id="default")
+        # a tier registers its services in steps: the service project may exist already
+        project = ident.find_project(SERVICE_PROJECT, domain_id="default") or ident.create_project(
+            name=SERVICE_PROJECT, domain_id="default"
+        )
         roles = {role.name: role.id for role in ident.roles()}
         for name, granted in accounts.items():
             user = ident.create_user(name=name, password=passwords[name], domain_id="default")
