@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,16 +372,27 @@ def strangers(ironic: Ironic, state: State) -> list[str]:
 
 
 def stop_all(ironic: Ironic, state: State) -> list[str]:
-    """Stop each process by its PID, in the reverse start order, only while that PID is still the one the
-    testbed started; the state forgets every PID. Returns the strangers left alone."""
+    """Stop each process by its PID, only while that PID is still the one the testbed started; the state
+    forgets every PID. Returns the strangers left alone.
+
+    The services that call Ironic first, then Ironic (it calls the others), then the others; each group at
+    once (every stop is a bounded wait: 2 s for a gunicorn, 5 s for RabbitMQ)."""
     left = strangers(ironic, state)
-    for name in reversed(_in_order(state.services)):
+    order = _in_order(state.services)
+    after = order.index("ironic")
+
+    def stop(name: str) -> None:
         if name == "ironic":
             _stop_group(ironic.dir, state.pid)
         else:
             SERVICES[name].stop(ironic.dir / name, state.pid_of(name))
-            state.set_pid(name, None)
+
+    for group in (order[after + 1 :], ["ironic"], order[:after]):
+        with ThreadPoolExecutor() as pool:
+            list(pool.map(stop, group))
     state.pid = None
+    for name in state.services:
+        state.set_pid(name, None)
     ironic.save_state(state)
     return left
 
