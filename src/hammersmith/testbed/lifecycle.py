@@ -67,7 +67,7 @@ class Service:
 
     #: its name and version, as `up` shows them
     title: str
-    #: its place in the start order (see IRONIC_ORDER); `down` stops in the reverse order
+    #: its place in the start order (see IRONIC_ORDER); `down` stops those above Ironic first (see stop_all)
     order: int
     start: Start
     #: services it can't run without: `--with` adds them
