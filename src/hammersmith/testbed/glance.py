@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
-
-import httpx
 
 from hammersmith.errors import TestbedError
 from hammersmith.testbed import keystone, process, venvs
@@ -103,29 +100,12 @@ class Glance:
         if database_url:
             self._sync()
             return
-        db.unlink(missing_ok=True)
-        template = venv_dir() / "empty-glance.sqlite"
-        if not template.exists():
-            self._sync()
-            shutil.copyfile(db, template.with_suffix(".tmp"))
-            template.with_suffix(".tmp").replace(template)
-        shutil.copyfile(template, db)
+        venvs.cached_schema(db, venv_dir() / "empty-glance.sqlite", self._sync)
 
     def start(self, port: int, timeout: float = 60.0) -> int:
         env = {"OS_GLANCE_CONFIG_DIR": str(self.dir)}
         argv = venvs.gunicorn(venv_dir(), self.dir, port, "glance.wsgi.api:application", threads=4, timeout=120)
-        pid = process.start(argv, self.log, self.dir, env=env)
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if not process.alive(pid):
-                    raise TestbedError("Glance exited during start-up", hint=process.tail(self.log))
-                try:
-                    # 401: the app is loaded with its Keystone middleware
-                    if http.get(f"http://127.0.0.1:{port}/v2/images").status_code == 401:
-                        return pid
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-        process.stop(pid)
-        raise TestbedError(f"Glance did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
+        # 401: the app is loaded with its Keystone middleware
+        return process.serve(
+            "Glance", argv, self.log, self.dir, env, f"http://127.0.0.1:{port}/v2/images", (401,), timeout
+        )

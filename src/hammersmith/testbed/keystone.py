@@ -13,12 +13,10 @@ import os
 import pwd
 import shutil
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openstack
 from openstack.connection import Connection
 
@@ -185,14 +183,9 @@ class Keystone:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "keystone.conf").write_text(KEYSTONE_CONF.format(dir=self.dir))
         (self.dir / "ks_wsgi.py").write_text(SHIM)
-        db = self.dir / "keystone.sqlite"
-        db.unlink(missing_ok=True)
-        template = venv_dir() / "empty-keystone.sqlite"
-        if not template.exists():
-            self._manage(["db_sync"])
-            shutil.copyfile(db, template.with_suffix(".tmp"))
-            template.with_suffix(".tmp").replace(template)
-        shutil.copyfile(template, db)
+        venvs.cached_schema(
+            self.dir / "keystone.sqlite", venv_dir() / "empty-keystone.sqlite", lambda: self._manage(["db_sync"])
+        )
         owner = [
             "--keystone-user",
             pwd.getpwuid(os.getuid()).pw_name,
@@ -213,17 +206,4 @@ class Keystone:
     def start(self, port: int, timeout: float = 60.0) -> int:
         env = {"OS_KEYSTONE_CONFIG_FILES": str(self.dir / "keystone.conf")}
         argv = venvs.gunicorn(venv_dir(), self.dir, port, "ks_wsgi:application", threads=4, timeout=60)
-        pid = process.start(argv, self.log, self.dir, env=env)
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if not process.alive(pid):
-                    raise TestbedError("Keystone exited during start-up", hint=process.tail(self.log))
-                try:
-                    if http.get(f"http://127.0.0.1:{port}/v3").status_code == 200:
-                        return pid
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-        process.stop(pid)
-        raise TestbedError(f"Keystone did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
+        return process.serve("Keystone", argv, self.log, self.dir, env, f"http://127.0.0.1:{port}/v3", (200,), timeout)

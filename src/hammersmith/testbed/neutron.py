@@ -11,10 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
-
-import httpx
 
 from hammersmith.errors import TestbedError
 from hammersmith.testbed import keystone, process, venvs
@@ -133,18 +130,14 @@ class Neutron:
         """One worker, one thread: Neutron on SQLite answers "database is locked" to concurrent writes."""
         env = {"OS_NEUTRON_CONFIG_DIR": str(self.dir), "OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"}
         argv = venvs.gunicorn(venv_dir(), self.dir, port, "n_wsgi:application", threads=1, timeout=120)
-        pid = process.start(argv, self.log, self.dir, env={**env, "PATH": os.environ.get("PATH", "")})
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if not process.alive(pid):
-                    raise TestbedError("Neutron exited during start-up", hint=process.tail(self.log))
-                try:
-                    # 401: with Keystone the middleware answers for the loaded app
-                    if http.get(f"http://127.0.0.1:{port}/v2.0/networks").status_code in (200, 401):
-                        return pid
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-        process.stop(pid)
-        raise TestbedError(f"Neutron did not become ready within {timeout:.0f} s", hint=process.tail(self.log))
+        # 401: with Keystone the middleware answers for the loaded app
+        return process.serve(
+            "Neutron",
+            argv,
+            self.log,
+            self.dir,
+            {**env, "PATH": os.environ.get("PATH", "")},
+            f"http://127.0.0.1:{port}/v2.0/networks",
+            (200, 401),
+            timeout,
+        )

@@ -6,7 +6,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
+
+import httpx
 
 from hammersmith.errors import TestbedError
 
@@ -24,6 +27,36 @@ def start(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = No
             env={**os.environ, **(env or {})},
         )
     return proc.pid
+
+
+def serve(
+    title: str,
+    argv: list[str],
+    log: Path,
+    cwd: Path,
+    env: dict[str, str],
+    url: str,
+    ready: Collection[int],
+    timeout: float,
+) -> int:
+    """Start a server and wait until `url` answers one of the `ready` statuses (bounded); its PID.
+
+    A server that exits or never gets ready is stopped and reported with the tail of its log.
+    """
+    pid = start(argv, log, cwd, env)
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                raise TestbedError(f"{title} exited during start-up", hint=tail(log))
+            try:
+                if http.get(url).status_code in ready:
+                    return pid
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    stop(pid)
+    raise TestbedError(f"{title} did not become ready within {timeout:.0f} s", hint=tail(log))
 
 
 def alive(pid: int | None) -> bool:

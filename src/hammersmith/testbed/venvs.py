@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hammersmith.errors import TestbedError
@@ -59,3 +61,14 @@ def gunicorn(venv: Path, directory: Path, port: int, app: str, threads: int, tim
         str(timeout),
         app,
     ]
+
+
+def cached_schema(db: Path, template: Path, make: Callable[[], None]) -> None:
+    """A fresh SQLite database at `db`, copied from `template` beside the venv; `make` (which writes the schema to
+    `db` through the service's own migrations) runs once per venv, so a testbed start costs a file copy."""
+    db.unlink(missing_ok=True)
+    if not template.exists():
+        make()
+        shutil.copyfile(db, template.with_suffix(".tmp"))
+        template.with_suffix(".tmp").replace(template)
+    shutil.copyfile(template, db)
