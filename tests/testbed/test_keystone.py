@@ -163,7 +163,8 @@ def test_keystone_testbed_fixture(keystone_testbed: Testbed) -> None:
 
 def test_keystone_alone_then_down_by_pid(tmp_path: Path) -> None:
     """`--with keystone` without Neutron: Ironic behind Keystone, no network in the catalog."""
-    result = hammersmith("testbed", "up", "--nodes", "2", "--with", "keystone", "--json", cwd=tmp_path)
+    port = str(free_port())  # not Ironic's default 6385: another testbed on this machine may hold it
+    result = hammersmith("testbed", "up", "--nodes", "2", "--port", port, "--with", "keystone", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     state = Ironic(lifecycle.testbed_dir(tmp_path)).load_state()
     assert state is not None and state.neutron_port is None
