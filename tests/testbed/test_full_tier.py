@@ -34,6 +34,9 @@ def real(test: Callable[..., None]) -> Callable[..., None]:
 
 def test_full_means_every_service_and_each_brings_what_it_needs() -> None:
     assert lifecycle.known_services(["full"]) == set(lifecycle.SERVICES)
+    assert "nova" in lifecycle.SERVICES
+    assert lifecycle.known_services(["nova"]) == {"nova", "neutron", *TIER}  # its computes need the nodes: after Ironic
+    assert lifecycle.SERVICES["nova"].order > lifecycle.IRONIC_ORDER
     assert lifecycle.known_services(WITH.split(",")) == TIER
     assert lifecycle.known_services(["neutron"]) == {"neutron"}  # with or without Keystone, as before
     with pytest.raises(TestbedError, match="unknown service 'swift'") as refused:
@@ -58,12 +61,33 @@ def test_a_state_file_from_before_the_registry_still_loads(tmp_path: Path) -> No
     assert set(lifecycle.own_processes(ironic, State(port=1, services=state.services))) == {"Ironic", "keystone"}
 
 
+def test_a_service_of_several_processes_is_recorded_and_stopped_process_by_process(tmp_path: Path) -> None:
+    ironic = Ironic(tmp_path)
+    state = State(port=1, services={"nova": {"port": 2, "pid": None}})
+    state.set_pid("nova", {"api": 10, "conductor": 11, "compute-1": 12})
+    ironic.save_state(state)
+    loaded = ironic.load_state()
+    assert (
+        loaded is not None
+        and loaded.pid_of("nova") == 10
+        and list(loaded.pids_of("nova"))
+        == [
+            "api",
+            "conductor",
+            "compute-1",
+        ]
+    )
+    assert set(lifecycle.own_processes(ironic, loaded)) == {"Ironic", "nova api", "nova conductor", "nova compute-1"}
+    loaded.set_pid("nova", None)
+    assert loaded.services["nova"] == {"port": 2, "pid": None} and loaded.pids_of("nova") == {"nova": None}
+
+
 def processes(workdir: Path) -> set[int]:
     """Every process of the testbed: each recorded PID's descendants, and RabbitMQ's epmd."""
     state = Ironic(lifecycle.testbed_dir(workdir)).load_state()
     assert state is not None
     epmd = lifecycle.service_dir(workdir, "rabbitmq") / "epmd.pid"
-    leaders = [state.pid, *(state.pid_of(name) for name in state.services)]
+    leaders = [state.pid, *(pid for name in state.services for pid in state.pids_of(name).values())]
     leaders += [int(epmd.read_text())] if epmd.exists() else []
     return {pid for leader in leaders if leader for pid in tree(leader)}
 

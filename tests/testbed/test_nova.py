@@ -1,157 +1,77 @@
-"""The full tier's Nova on Ironic, real: one nova-compute per Ironic shard, each node its own compute host."""
+"""The full tier's Nova on Ironic, real, from `lifecycle.up(..., {"nova"})`: one nova-compute per node, each node
+its own compute host; its processes stopped and started again by their PIDs, and `down` leaves nothing."""
 
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from openstack.connection import Connection
 
-from hammersmith.testbed import fleet, glance, keystone, lifecycle, nova, placement, process
+from hammersmith.testbed import fleet, keystone, lifecycle, nova, process
 from hammersmith.testbed.ironic import State, free_port, port_in_use
-from hammersmith.testbed.mariadb import MariaDB
-from hammersmith.testbed.rabbitmq import SBIN, RabbitMQ
 from tests.conftest import _quiet_step
+from tests.testbed.test_full_tier import INSTALLED, processes
+from tests.testbed.test_infra import listening_ports, rss_mb, tree
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        not (shutil.which("mariadbd", path="/usr/sbin:/usr/bin") and (SBIN / "rabbitmq-server").exists()),
+        not INSTALLED,
         reason="not installed: mariadb-server, rabbitmq-server (scripts/setup --test installs the Debian packages)",
     ),
 ]
 NODES = 4
-#: one nova-compute per node: each node is a compute host of its own, as upstream Blazar needs
-COMPUTES = 4
 
 
 @dataclass
 class Tier:
+    workdir: Path
     state: State
-    nova: nova.Nova
-    api_port: int
-    #: Ironic node id -> name, resource class and the shard it was given
+    #: Ironic node id -> name, resource class and the shard `up` gave it
     nodes: dict[str, dict[str, str]]
-    #: every process this fixture started, by name -> (PID, the directory `process.owned` checks)
-    pids: dict[str, tuple[int, Path]] = field(default_factory=dict)
 
     def admin(self) -> Connection:
         assert self.state.auth_url
         return keystone.admin(self.state.auth_url, self.state.passwords["admin"])
 
-
-def rss_mib(pids: list[int]) -> float:
-    """Resident memory of these process groups (gunicorn's master and worker; a nova service and its forks)."""
-    total_kib = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and process.group(int(entry.name)) in pids:
-            try:
-                status = Path(f"/proc/{entry.name}/status").read_text()
-            except OSError:
-                continue
-            total_kib += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return total_kib / 1024
-
-
-def timed(figures: dict[str, float], name: str, since: float) -> None:
-    figures[name] = time.monotonic() - since
+    @property
+    def api_port(self) -> int:
+        port = self.state.port_of("nova")
+        assert port
+        return port
 
 
 @pytest.fixture(scope="module")
 def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
-    """Ironic, Keystone and Neutron from `lifecycle.up`; then MariaDB, RabbitMQ, Placement, Glance and Nova
-    started here, each stopped by its PID at the end, before `lifecycle.down`."""
+    """`up` with nova (and all it needs) and 4 nodes; its time and the tier's resident memory printed."""
     workdir = tmp_path_factory.mktemp("nova-tier")
-    root = workdir / "full"
-    figures: dict[str, float] = {}
+    warm = (nova.venv_dir() / ".hammersmith-complete").exists()
     started = time.monotonic()
-    state = lifecycle.up(workdir, NODES, free_port(), _quiet_step, {"keystone", "neutron"})
-    timed(figures, "lifecycle.up (Ironic, Keystone, Neutron)", started)
-    assert state.auth_url
-    database, broker = MariaDB(root / "mariadb"), RabbitMQ(root / "rabbitmq")
-    services = {"placement": placement.Placement(root / "placement"), "glance": glance.Glance(root / "glance")}
-    compute = nova.Nova(root / "nova")
-    pids: dict[str, tuple[int, Path]] = {}
     try:
-        cold = not (nova.venv_dir() / ".hammersmith-complete").exists()
-        started = time.monotonic()
-        nova.ensure_venv()
-        timed(figures, f"Nova venv install ({'cold' if cold else 'cached'})", started)
-
-        started = time.monotonic()
-        database.prepare()
-        pids["mariadb"] = (database.start(free_port()), database.data)
-        broker.prepare()
-        pids["rabbitmq"] = (broker.start(free_port()), broker.dir)
-        timed(figures, "MariaDB and RabbitMQ prepare + start", started)
-        urls = {name: database.create_database(name) for name in (*nova.DATABASES, "placement", "glance")}
-
-        ports = {name: free_port() for name in ("placement", "glance", "nova")}
-        passwords = {**state.passwords, **{user: secrets.token_urlsafe(18) for user in ("placement", "glance", "nova")}}
-        keystone.register(
-            state.auth_url,
-            passwords,
-            {
-                placement.SERVICE_TYPE: f"http://127.0.0.1:{ports['placement']}",
-                glance.SERVICE_TYPE: f"http://127.0.0.1:{ports['glance']}",
-                "compute": f"http://127.0.0.1:{ports['nova']}/v2.1",
-            },
-            {placement.USER: placement.ROLES, glance.USER: glance.ROLES, nova.USER: nova.ROLES},
+        state = lifecycle.up(workdir, NODES, free_port(), _quiet_step, {"nova"})
+        seconds = time.monotonic() - started
+        pids = processes(workdir)
+        print(
+            f"\nup --with nova ({', '.join(sorted(state.services))}; {NODES} nodes, {'warm' if warm else 'cold'}): "
+            f"{seconds:.1f} s; resident {rss_mb(pids):.0f} MB ({len(pids)} processes), "
+            f"Nova's {rss_mb({p for pid in state.pids_of('nova').values() if pid for p in tree(pid)}):.0f} MB"
         )
-        state.passwords = passwords
-        for name, server in services.items():
-            started = time.monotonic()
-            server.prepare(state.auth_url, passwords[name], urls[name])
-            pids[name] = (server.start(ports[name]), server.dir)
-            timed(figures, f"{name} prepare + start", started)
-
         admin = fleet.connect(state)
         try:
-            ironic_nodes = sorted(admin.baremetal.nodes(details=True), key=lambda n: n.name)
-            shards = nova.assign_shards(admin.baremetal, [n.id for n in ironic_nodes], COMPUTES)
+            nodes = {
+                n.id: {"name": n.name, "resource_class": n.resource_class, "shard": n.shard}
+                for n in admin.baremetal.nodes(details=True)
+            }
         finally:
             admin.close()
-        nodes = {
-            n.id: {"name": n.name, "resource_class": n.resource_class, "shard": shards[n.id]} for n in ironic_nodes
-        }
-
-        started = time.monotonic()
-        compute.prepare(
-            state.auth_url, passwords, {name: urls[name] for name in nova.DATABASES}, broker.transport_url, COMPUTES
-        )
-        timed(figures, "nova prepare (configs, 4 nova-manage syncs)", started)
-        started = time.monotonic()
-        for name, pid in compute.start(ports["nova"]).items():
-            pids[f"nova-{name}"] = (pid, compute.dir)
-        timed(figures, "nova start (to the API's 401)", started)
-        bed = Tier(state, compute, ports["nova"], nodes, pids)
-        conn = bed.admin()
-        try:
-            compute.wait_for_hypervisors(conn, NODES)
-        finally:
-            conn.close()
-        timed(figures, "nova start to a hypervisor per node (mapped into the cell)", started)
-        print()
-        for name, seconds in figures.items():
-            print(f"{name}: {seconds:.1f} s")
-        nova_pids = {name: pid for name, (pid, _) in pids.items() if name.startswith("nova-")}
-        each = ", ".join(f"{name} {rss_mib([pid]):.0f}" for name, pid in nova_pids.items())
-        print(f"RSS of the {len(nova_pids)} Nova processes: {rss_mib(list(nova_pids.values())):.0f} MiB ({each})")
-        yield bed
+        yield Tier(workdir, state, nodes)
     finally:
-        compute.stop({name: pid for name, (pid, _) in pids.items() if name.startswith("nova-")})
-        for name in ("glance", "placement"):
-            if name in pids and process.owned(*pids[name]):
-                process.stop(pids[name][0])
-        broker.stop(pids.get("rabbitmq", (None, None))[0])
-        database.stop(pids.get("mariadb", (None, None))[0])
         lifecycle.down(workdir)
 
 
@@ -165,7 +85,13 @@ def wait(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def test_the_compute_api_refuses_requests_without_a_token(tier: Tier) -> None:
+def test_every_nova_process_is_recorded_and_the_api_refuses_requests_without_a_token(tier: Tier) -> None:
+    pids = tier.state.pids_of("nova")
+    expected = {"api", "conductor", "scheduler", *(f"compute-{i}" for i in range(1, NODES + 1))}
+    assert set(pids) == expected and next(iter(pids)) == "api" and tier.state.pid_of("nova") == pids["api"]
+    assert all(process.owned(pid, lifecycle.service_dir(tier.workdir, "nova")) for pid in pids.values())
+    status = lifecycle.status(tier.workdir)["nova"]
+    assert status["running"] and status["processes"] == pids and status["url"].endswith("/v2.1")
     assert httpx.get(f"http://127.0.0.1:{tier.api_port}/v2.1/servers").status_code == 401
 
 
@@ -181,8 +107,8 @@ def test_each_ironic_node_is_a_hypervisor_of_the_compute_host_managing_its_shard
         node_id: nova.compute_host(int(node["shard"].rsplit("-", 1)[1])) for node_id, node in tier.nodes.items()
     }
     assert found == expected
-    assert sorted(node["shard"] for node in tier.nodes.values()) == [nova.shard(i) for i in range(1, COMPUTES + 1)]
-    assert services == {nova.compute_host(i) for i in range(1, COMPUTES + 1)}
+    assert sorted(node["shard"] for node in tier.nodes.values()) == [nova.shard(i) for i in range(1, NODES + 1)]
+    assert services == {nova.compute_host(i) for i in range(1, NODES + 1)}
 
 
 def test_placement_has_one_provider_per_node_with_its_resource_class(tier: Tier) -> None:
@@ -208,11 +134,12 @@ def test_placement_has_one_provider_per_node_with_its_resource_class(tier: Tier)
 @pytest.mark.timeout(300)
 def test_a_server_boots_onto_an_ironic_node_and_its_deletion_makes_the_node_available(tier: Tier) -> None:
     """Flavor `baremetal` asks for one unit of node-001's resource class and nothing else; the image is
-    a 1 MiB raw file in Glance; the network is the testbed's Neutron network (given a subnet)."""
+    a 1 MiB raw file in Glance; the network is the testbed's Neutron network, with the subnet `up` gave it."""
     resource_class = next(n["resource_class"] for n in tier.nodes.values() if n["name"] == fleet.node_name(1))
     conn = tier.admin()
     admin = fleet.connect(tier.state)
     try:
+        assert [s.cidr for s in admin.network.subnets(network_id=tier.state.network_id)] == [lifecycle.SUBNET]
         flavor = conn.compute.create_flavor(name="baremetal", ram=1024, vcpus=1, disk=10)
         conn.compute.create_flavor_extra_specs(
             flavor,
@@ -222,10 +149,6 @@ def test_a_server_boots_onto_an_ironic_node_and_its_deletion_makes_the_node_avai
                 "resources:MEMORY_MB": "0",
                 "resources:DISK_GB": "0",
             },
-        )
-        # Nova boots only on a network with a subnet; no DHCP agent runs
-        admin.network.create_subnet(
-            network_id=tier.state.network_id, ip_version=4, cidr="198.51.100.0/24", enable_dhcp=False
         )
         image = conn.image.create_image(
             name="hammersmith-raw", data=os.urandom(1024 * 1024), disk_format="raw", container_format="bare"
@@ -257,13 +180,36 @@ def test_a_server_boots_onto_an_ironic_node_and_its_deletion_makes_the_node_avai
         conn.close()
 
 
-def test_stopping_nova_by_pid_leaves_no_process_and_no_port(tier: Tier) -> None:
-    pids = {name: pid for name, (pid, _) in tier.pids.items() if name.startswith("nova-")}
-    assert all(process.owned(pid, tier.nova.dir) for pid in pids.values())
+def test_stopping_nova_stops_every_process_and_starting_it_brings_them_all_back(tier: Tier) -> None:
+    """`testbed stop nova` / `start nova`: every recorded PID, by PID, on the same port with the same data."""
+    pids = tier.state.pids_of("nova")
     started = time.monotonic()
-    tier.nova.stop({name.removeprefix("nova-"): pid for name, pid in pids.items()})
-    print(f"\nstopping the {len(pids)} Nova processes: {time.monotonic() - started:.1f} s")
+    lifecycle.stop_service(tier.workdir, "nova")
+    stopped = time.monotonic() - started
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
     assert not port_in_use(tier.api_port) and process.listeners(tier.api_port) == {}
+    assert lifecycle.status(tier.workdir)["nova"]["running"] is False
+    started = time.monotonic()
+    state = lifecycle.start_service(tier.workdir, "nova")
+    assert set(state.pids_of("nova")) == set(pids) and all(map(process.alive, state.pids_of("nova").values()))
+    assert state.port_of("nova") == tier.api_port
+    assert httpx.get(f"http://127.0.0.1:{tier.api_port}/v2.1/servers").status_code == 401
+    print(
+        f"\nstopping the {len(pids)} Nova processes {stopped:.1f} s; "
+        f"starting them again {time.monotonic() - started:.1f} s"
+    )
+
+
+def test_down_leaves_no_process_and_no_port(tier: Tier) -> None:
+    pids = processes(tier.workdir)
+    ports = listening_ports(pids)
+    assert len(ports) >= len(tier.state.services) + 1
+    started = time.monotonic()
+    lifecycle.down(tier.workdir)
+    print(
+        f"\ndown of the tier with nova ({len(pids)} processes, {len(ports)} ports): {time.monotonic() - started:.1f} s"
+    )
+    assert [pid for pid in pids if process.alive(pid)] == []
+    assert {port: holders for port in ports if (holders := process.listeners(port))} == {}

@@ -66,7 +66,8 @@ def up(
         typer.Option(
             "--with",
             help=f"Also run these real services, comma-separated: {', '.join(lifecycle.SERVICES)}, "
-            f"or {lifecycle.FULL} for all of them; each brings those it needs (placement, glance: keystone). "
+            f"or {lifecycle.FULL} for all of them; each brings those it needs (placement, glance: keystone; nova: "
+            "keystone, neutron, mariadb, rabbitmq, placement, glance). "
             "Keystone: authentication and RBAC; Neutron: VIFs, port faults; see docs/testbed.md.",
         ),
     ] = "",
@@ -119,7 +120,8 @@ def status(as_json: JsonOpt = False) -> None:
     for name in lifecycle.SERVICES:
         if service := result[name]:
             running = plain("running", "green") if service["running"] else plain("stopped", "red")
-            console.print(markup("{}: {} at {} (PID {})", name, running, service["url"], service["pid"]))
+            pids = ", ".join(f"{each} {pid}" for each, pid in service.get("processes", {}).items())
+            console.print(markup("{}: {} at {} (PID {})", name, running, service["url"], pids or service["pid"]))
     if "provision_states" in result:
         table = Table("provision state", "nodes")
         for state, count in sorted(result["provision_states"].items()):

@@ -134,8 +134,9 @@ class State:
     network_id: str | None = None
     #: every Keystone account's password (admin, the services', hammersmith)
     passwords: dict[str, str] = field(default_factory=dict)
-    #: each service `testbed up --with` added to Ironic (see lifecycle.SERVICES) -> {"port": ..., "pid": ...}
-    services: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    #: each service `testbed up --with` added to Ironic (see lifecycle.SERVICES) -> {"port": ..., "pid": ...}; a
+    #: service of several processes (Nova) also keeps "processes": {process name: PID}, "pid" being the first's
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> State:
@@ -152,8 +153,19 @@ class State:
     def pid_of(self, name: str) -> int | None:
         return self.services[name]["pid"] if name in self.services else None
 
-    def set_pid(self, name: str, pid: int | None) -> None:
-        self.services[name]["pid"] = pid
+    def pids_of(self, name: str) -> dict[str, int | None]:
+        """Every recorded process of a service: process name -> PID (one, named as the service, for most)."""
+        entry = self.services.get(name, {})
+        return dict(entry.get("processes") or {name: entry.get("pid")})
+
+    def set_pid(self, name: str, pid: int | dict[str, int] | None) -> None:
+        """Record a service's PID, or each of its processes' (a dict); None forgets them all."""
+        entry = self.services[name]
+        entry.pop("processes", None)
+        if isinstance(pid, dict):
+            entry["processes"] = pid
+            pid = next(iter(pid.values()))
+        entry["pid"] = pid
 
     @property
     def url(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import fleet, glance, keystone, placement, process
+from hammersmith.testbed import fleet, glance, keystone, nova, placement, process
 from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
 from hammersmith.testbed.glance import GLANCE_VERSION, Glance
 from hammersmith.testbed.ironic import (
@@ -30,22 +30,27 @@ from hammersmith.testbed.ironic import (
 from hammersmith.testbed.keystone import KEYSTONE_VERSION, REGION, SERVICE_PROJECT, Keystone
 from hammersmith.testbed.mariadb import MariaDB
 from hammersmith.testbed.neutron import NEUTRON_VERSION, PHYSNET, Neutron
+from hammersmith.testbed.nova import NOVA_VERSION, Nova
 from hammersmith.testbed.placement import PLACEMENT_VERSION, Placement
 from hammersmith.testbed.rabbitmq import RabbitMQ
 
 MARKER = "# written by 'hammersmith testbed up'"
 #: `--with full`: every service of the registry
 FULL = "full"
+#: the provisioning network's subnet when Nova runs (TEST-NET-2: never routed)
+SUBNET = "198.51.100.0/24"
 #: Ironic's place in the start order: services below start before it, services above once its nodes are available
 IRONIC_ORDER = 100
 #: Keystone's accounts whatever else runs: Ironic's and hammersmith's own (the bootstrap admin comes with Keystone)
 BASE_ACCOUNTS = {user: keystone.ROLES[user] for user in ("ironic", "hammersmith")}
 Step = Callable[[str, int | None], Callable[[int], None]]
 """start a progress step: (description, total) -> advance(completed)"""
-Start = Callable[[Path, State, bool], int]
-"""start a service: (workdir, state, fresh) -> its PID once it answers; fresh: new data, else its data again"""
+Start = Callable[[Path, State, bool], int | dict[str, int]]
+"""start a service: (workdir, state, fresh) -> its PID once it answers, or a service of several processes (Nova)
+each one's: name -> PID, the first the one `status` shows; fresh: new data, else its data again"""
 Stop = Callable[[Path, int | None], None]
-"""stop a service: (its directory, its recorded PID), only while that PID is still the process started there"""
+"""stop a service's process: (its directory, its recorded PID), only while that PID is still the process started
+there; a service of several processes is stopped one call per PID, all at once"""
 
 
 def testbed_dir(workdir: Path) -> Path:
@@ -182,6 +187,43 @@ def _behind_keystone(name: str, server: Callable[[Path], Placement | Glance], us
     return start
 
 
+def _start_nova(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
+    """Fresh: each node its own shard and nova-compute (each node a compute host, as Blazar needs), Nova's three
+    MariaDB databases, RabbitMQ's transport URL, the schemas. The API's PID first: the one `status` shows."""
+    server = Nova(service_dir(workdir, "nova"))
+    if fresh:
+        assert state.auth_url is not None
+        admin = fleet.connect(state)
+        try:
+            node_ids = [node.id for node in sorted(admin.baremetal.nodes(), key=lambda node: node.name)]
+            nova.assign_shards(admin.baremetal, node_ids, len(node_ids))
+        finally:
+            admin.close()
+        databases = {name: database_url(workdir, state, name) or "" for name in nova.DATABASES}
+        broker = RabbitMQ(service_dir(workdir, "rabbitmq"))
+        broker.port = _port(state, "rabbitmq")
+        server.prepare(state.auth_url, state.passwords, databases, broker.transport_url, len(node_ids))
+    pids = server.start(_port(state, "nova"))
+    return {"api": pids["api"], **pids}
+
+
+def _nova_ready(workdir: Path, state: State) -> None:
+    """A subnet on the provisioning network (Nova boots only on a network with one; no DHCP agent runs), then
+    wait until Nova lists every node as a hypervisor: a listed node can be booted."""
+    admin = fleet.connect(state)
+    try:
+        admin.network.create_subnet(network_id=state.network_id, ip_version=4, cidr=SUBNET, enable_dhcp=False)
+        nodes = len(list(admin.baremetal.nodes()))
+    finally:
+        admin.close()
+    assert state.auth_url is not None
+    conn = keystone.admin(state.auth_url, state.passwords["admin"])
+    try:
+        Nova(service_dir(workdir, "nova")).wait_for_hypervisors(conn, nodes)
+    finally:
+        conn.close()
+
+
 #: every service `testbed up --with` can add to Ironic, in start order
 SERVICES: dict[str, Service] = {
     "mariadb": Service(
@@ -226,6 +268,16 @@ SERVICES: dict[str, Service] = {
         needs=("keystone",),
         catalog=glance.SERVICE_TYPE,
         accounts={glance.USER: glance.ROLES},
+    ),
+    "nova": Service(
+        f"Nova {NOVA_VERSION}",
+        110,
+        _start_nova,
+        needs=("keystone", "neutron", "mariadb", "rabbitmq", "placement", "glance"),
+        setup=_nova_ready,
+        path="/v2.1",
+        catalog=nova.SERVICE_TYPE,
+        accounts={nova.USER: nova.ROLES},
     ),
 }
 
@@ -318,10 +370,12 @@ def _start(workdir: Path, state: State, name: str, fresh: bool) -> None:
 
 
 def start_service(workdir: Path, name: str) -> State:
-    """Start a stopped service again, on its port and with its data (after `stop_service`)."""
-    _, state = running(workdir)
+    """Start a stopped service again, on its port and with its data (after `stop_service`); a service of several
+    processes starts as a whole, so what survives of it is stopped first."""
+    ironic, state = running(workdir)
     _port(state, name)
-    if not process.alive(state.pid_of(name)):
+    if not all(process.alive(pid) for pid in state.pids_of(name).values()):
+        _stop_services(ironic, state, [name])
         _start(workdir, state, name, fresh=False)
     return state
 
@@ -333,7 +387,7 @@ def stop_service(workdir: Path, name: str) -> State:
     if state is None:
         raise TestbedError("no testbed in this directory")
     _port(state, name)
-    SERVICES[name].stop(ironic.dir / name, state.pid_of(name))
+    _stop_services(ironic, state, [name])
     state.set_pid(name, None)
     ironic.save_state(state)
     return state
@@ -352,13 +406,15 @@ def set_password(workdir: Path, user: str, password: str) -> None:
 
 
 def own_processes(ironic: Ironic, state: State) -> dict[str, tuple[int | None, Path]]:
-    """Each recorded process -> (PID, the directory it works in), in stop order: the reverse of the start order."""
+    """Each recorded process -> (PID, the directory it works in), in stop order: the reverse of the start order.
+    A process of a service of several is named "service process" ("nova compute-1")."""
     processes: dict[str, tuple[int | None, Path]] = {}
     for name in reversed(_in_order(state.services)):
         if name == "ironic":
             processes["Ironic"] = (state.pid, ironic.dir)
-        else:
-            processes[name] = (state.pid_of(name), ironic.dir / name / SERVICES[name].cwd)
+            continue
+        for each, pid in state.pids_of(name).items():
+            processes[name if each == name else f"{name} {each}"] = (pid, ironic.dir / name / SERVICES[name].cwd)
     return processes
 
 
@@ -380,21 +436,22 @@ def stop_all(ironic: Ironic, state: State) -> list[str]:
     left = strangers(ironic, state)
     order = _in_order(state.services)
     after = order.index("ironic")
-
-    def stop(name: str) -> None:
-        if name == "ironic":
-            _stop_group(ironic.dir, state.pid)
-        else:
-            SERVICES[name].stop(ironic.dir / name, state.pid_of(name))
-
-    for group in (order[after + 1 :], ["ironic"], order[:after]):
-        with ThreadPoolExecutor() as pool:
-            list(pool.map(stop, group))
+    _stop_services(ironic, state, order[after + 1 :])
+    _stop_group(ironic.dir, state.pid)
+    _stop_services(ironic, state, order[:after])
     state.pid = None
     for name in state.services:
         state.set_pid(name, None)
     ironic.save_state(state)
     return left
+
+
+def _stop_services(ironic: Ironic, state: State, names: list[str]) -> None:
+    """Stop every recorded process of these services at once, each only while it is still the one started."""
+    stops = [(SERVICES[name].stop, ironic.dir / name, pid) for name in names for pid in state.pids_of(name).values()]
+    if stops:
+        with ThreadPoolExecutor(len(stops)) as pool:
+            list(pool.map(lambda stop: stop[0](stop[1], stop[2]), stops))
 
 
 def write_client_files(workdir: Path, state: State) -> None:
@@ -453,7 +510,8 @@ def status(workdir: Path) -> dict[str, Any]:
             name: {
                 "url": service_url(state, name),
                 "pid": state.pid_of(name),
-                "running": process.alive(state.pid_of(name)),
+                "running": all(process.alive(pid) for pid in state.pids_of(name).values()),
+                **({"processes": processes} if len(processes := state.pids_of(name)) > 1 else {}),
             }
             if name in state.services
             else None
