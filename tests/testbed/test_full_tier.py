@@ -14,7 +14,7 @@ from openstack.connection import Connection
 
 from hammersmith.errors import TestbedError
 from hammersmith.testbed import lifecycle, process
-from hammersmith.testbed.ironic import CLOUD_NAME, Ironic, State
+from hammersmith.testbed.ironic import CLOUD_NAME, Ironic, State, free_port
 from hammersmith.testbed.mariadb import MariaDB
 from hammersmith.testbed.rabbitmq import SBIN, greets
 from tests.conftest import Testbed, hammersmith
@@ -94,7 +94,10 @@ def processes(workdir: Path) -> set[int]:
 
 def up(workdir: Path) -> float:
     started = time.monotonic()
-    result = hammersmith("testbed", "up", "--nodes", str(NODES), "--with", WITH, "--json", cwd=workdir, timeout=900)
+    port = str(free_port())  # not Ironic's default 6385: another testbed on this machine may hold it
+    result = hammersmith(
+        "testbed", "up", "--nodes", str(NODES), "--port", port, "--with", WITH, "--json", cwd=workdir, timeout=900
+    )
     assert result.returncode == 0, result.stderr
     return time.monotonic() - started
 

@@ -11,7 +11,7 @@ import yaml
 from hammersmith import config
 from hammersmith.testbed import lifecycle, process
 from hammersmith.testbed.fleet import RESOURCE_CLASSES
-from hammersmith.testbed.ironic import CLOUD_NAME, Ironic
+from hammersmith.testbed.ironic import CLOUD_NAME, Ironic, free_port
 from tests.conftest import TESTBED_NODES, Testbed, hammersmith
 
 
@@ -59,7 +59,8 @@ def test_existing_operator_config_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def test_small_testbed_up_then_down_by_pid(tmp_path: Path) -> None:
-    result = hammersmith("testbed", "up", "--nodes", "3", "--json", cwd=tmp_path)
+    port = str(free_port())  # not Ironic's default 6385: another testbed on this machine may hold it
+    result = hammersmith("testbed", "up", "--nodes", "3", "--port", port, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     pid = json.loads(result.stdout)["pid"]
     try:
