@@ -396,10 +396,12 @@ class IncidentWorker:
         """One try of a delivery: processed, scheduled again with backoff, or dead-lettered."""
         store, http = self.processor.store, self.processor.settings.http
         if delivery_id not in self._tries:
-            try:
-                self._tries[delivery_id] = store.delivery_attempts(delivery_id)  # tries before a restart count
-            except Exception:
-                self._tries[delivery_id] = 0
+            self._tries[delivery_id] = 0
+            if delivery_id in self.backlog:  # tries before a restart count; a new delivery has none
+                try:
+                    self._tries[delivery_id] = store.delivery_attempts(delivery_id)
+                except Exception:
+                    pass
         tries = self._tries[delivery_id]
         recovering = delivery_id in self.backlog or tries > 0
         try:
