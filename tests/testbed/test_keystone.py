@@ -122,7 +122,7 @@ def test_status_shows_keystone(bed: Testbed) -> None:
     result = hammersmith("testbed", "status", "--json", cwd=bed.workdir)
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
-    assert status["keystone"] == {"url": bed.state.auth_url, "pid": bed.state.keystone_pid, "running": True}
+    assert status["keystone"] == {"url": bed.state.auth_url, "pid": bed.state.pid_of("keystone"), "running": True}
     assert status["neutron"]["running"] and status["nodes"] == NODES
 
 
@@ -141,14 +141,14 @@ def test_wrong_password_is_a_clear_error_without_the_password(bed: Testbed) -> N
 
 
 def test_keystone_outage_then_back_with_the_same_data(bed: Testbed) -> None:
-    pid = lifecycle.stop_service(bed.workdir, "keystone").keystone_pid
-    assert pid is None and not process.alive(bed.state.keystone_pid)
+    pid = lifecycle.stop_service(bed.workdir, "keystone").pid_of("keystone")
+    assert pid is None and not process.alive(bed.state.pid_of("keystone"))
     try:
         down, _ = snapshot(bed)
         assert down.returncode != 0 and "login failed" in down.stderr
     finally:
         state = lifecycle.start_service(bed.workdir, "keystone")
-    assert process.alive(state.keystone_pid) and state.keystone_port == bed.state.keystone_port
+    assert process.alive(state.pid_of("keystone")) and state.port_of("keystone") == bed.state.port_of("keystone")
     _, summary = snapshot(bed)
     assert summary["services"]["ironic"]["status"] == "ok"
     assert summary["counts"]["nodes"] == NODES  # the same accounts, catalog and token keys
@@ -157,7 +157,9 @@ def test_keystone_outage_then_back_with_the_same_data(bed: Testbed) -> None:
 def test_keystone_testbed_fixture(keystone_testbed: Testbed) -> None:
     """The session-wide tier other modules use: Keystone, Neutron, KEYSTONE_TESTBED_NODES nodes."""
     _, state = lifecycle.running(keystone_testbed.workdir)  # on disk: other modules may have restarted a service
-    assert process.alive(state.keystone_pid) and process.alive(state.neutron_pid) and process.alive(state.pid)
+    assert (
+        process.alive(state.pid_of("keystone")) and process.alive(state.pid_of("neutron")) and process.alive(state.pid)
+    )
     assert len(list(account(keystone_testbed).baremetal.nodes())) == KEYSTONE_TESTBED_NODES
 
 
@@ -167,7 +169,7 @@ def test_keystone_alone_then_down_by_pid(tmp_path: Path) -> None:
     result = hammersmith("testbed", "up", "--nodes", "2", "--port", port, "--with", "keystone", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     state = Ironic(lifecycle.testbed_dir(tmp_path)).load_state()
-    assert state is not None and state.neutron_port is None
+    assert state is not None and state.port_of("neutron") is None
     try:
         snap = json.loads(hammersmith("snapshot", "--json", cwd=tmp_path).stdout)
         assert snap["services"]["ironic"]["status"] == "ok" and snap["services"]["neutron"]["status"] == "absent"
@@ -175,4 +177,4 @@ def test_keystone_alone_then_down_by_pid(tmp_path: Path) -> None:
     finally:
         down = hammersmith("testbed", "down", cwd=tmp_path)
     assert down.returncode == 0, down.stderr
-    assert not process.alive(state.pid) and not process.alive(state.keystone_pid)
+    assert not process.alive(state.pid) and not process.alive(state.pid_of("keystone"))

@@ -84,7 +84,7 @@ class Injector:
 
     @property
     def neutron(self) -> bool:
-        return self.state.neutron_port is not None
+        return self.state.port_of("neutron") is not None
 
     def use_flat_network(self, node: str) -> None:
         """The network interface that really talks to Neutron, on the testbed's provisioning network."""
@@ -120,11 +120,12 @@ class Injector:
             yield  # Ironic's Neutron endpoint is a dead port anyway
             return
         with self.neutron_lock:
-            process.stop(self.state.neutron_pid)
+            process.stop(self.state.pid_of("neutron"))
             try:
                 yield
             finally:
-                self.state.neutron_pid = Neutron(self.ironic.dir / "neutron").start(self.state.neutron_port or 0)
+                port = self.state.port_of("neutron") or 0
+                self.state.set_pid("neutron", Neutron(self.ironic.dir / "neutron").start(port))
                 self.ironic.save_state(self.state)
 
     # -- helpers the faults share -------------------------------------------------------------

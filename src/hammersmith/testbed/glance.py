@@ -9,10 +9,8 @@ oslo.config an empty argv, and finds its config through OS_GLANCE_CONFIG_DIR.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
-from hammersmith.errors import TestbedError
 from hammersmith.testbed import keystone, process, venvs
 
 GLANCE_VERSION = "33.0.0"
@@ -71,14 +69,10 @@ class Glance:
         self.log = self.dir / "glance.stdout"
 
     def _sync(self) -> None:
-        result = subprocess.run(
+        process.run(
             [str(venv_dir() / "bin" / "glance-manage"), "--config-file", str(self.dir / "glance-api.conf"), "db_sync"],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
+            "glance-manage db_sync",
         )
-        if result.returncode:
-            raise TestbedError("glance-manage db_sync failed", hint=(result.stdout + result.stderr)[-2000:])
 
     def prepare(self, auth_url: str, password: str, database_url: str | None = None) -> None:
         """Config (Keystone auth with the `glance` account), an empty image store and a schema: on `database_url`

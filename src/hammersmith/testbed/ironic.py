@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import socket
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -179,27 +177,6 @@ class State:
     def auth_url(self) -> str | None:
         return f"http://127.0.0.1:{port}/v3" if (port := self.port_of("keystone")) else None
 
-    # the names callers used before the registry (faults, tests)
-    @property
-    def keystone_port(self) -> int | None:
-        return self.port_of("keystone")
-
-    @property
-    def keystone_pid(self) -> int | None:
-        return self.pid_of("keystone")
-
-    @property
-    def neutron_port(self) -> int | None:
-        return self.port_of("neutron")
-
-    @property
-    def neutron_pid(self) -> int | None:
-        return self.pid_of("neutron")
-
-    @neutron_pid.setter
-    def neutron_pid(self, pid: int | None) -> None:
-        self.set_pid("neutron", pid)
-
 
 def _headers(state: State, version: str) -> dict[str, str]:
     """The testbed's own API headers: a microversion and, behind Keystone, a system-scoped admin token."""
@@ -271,21 +248,12 @@ class Ironic:
     def create_schema(self, port: int) -> None:
         """A fresh, empty database: copied from the one cached beside the venv, made once by ironic-dbsync."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.db.unlink(missing_ok=True)
-        template = venv_dir() / "empty-ironic.sqlite"
-        if not template.exists():
+
+        def create() -> None:
             conf = self.write_config(State(port=port))
-            result = subprocess.run(
-                [self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"],
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-            )
-            if result.returncode:
-                raise TestbedError("ironic-dbsync create_schema failed", hint=result.stderr[-2000:])
-            shutil.copyfile(self.db, template.with_suffix(".tmp"))
-            template.with_suffix(".tmp").replace(template)
-        shutil.copyfile(template, self.db)
+            process.run([self._bin("ironic-dbsync"), "--config-file", str(conf), "create_schema"], "ironic-dbsync")
+
+        venvs.cached_schema(self.db, venv_dir() / "empty-ironic.sqlite", create)
 
     def start(
         self,

@@ -561,7 +561,7 @@ def inject(
             f"recorded PIDs that are no longer this testbed's: {', '.join(left)}",
             hint="'hammersmith testbed down' stops what is still its own, then 'up' again",
         )
-    if state.neutron_port and not process.alive(state.neutron_pid):
+    if state.port_of("neutron") and not process.alive(state.pid_of("neutron")):
         _start(workdir, state, "neutron", fresh=False)  # e.g. after a crash while a fault had it stopped
     injector = Injector(fleet.connect(state), ironic, state)
     before = set(state.faults)

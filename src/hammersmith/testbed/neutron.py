@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from hammersmith.errors import TestbedError
 from hammersmith.testbed import keystone, process, venvs
 
 NEUTRON_VERSION = "29.0.0"
@@ -115,14 +113,10 @@ class Neutron:
         if not template.exists():
             script = self.dir / "schema.py"
             script.write_text(SCHEMA)
-            result = subprocess.run(
+            process.run(
                 [str(venv_dir() / "bin" / "python"), str(script), f"sqlite:///{template}.tmp"],
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
+                "creating Neutron's schema",
             )
-            if result.returncode:
-                raise TestbedError("creating Neutron's schema failed", hint=result.stderr[-2000:])
             Path(f"{template}.tmp").replace(template)
         shutil.copyfile(template, db)
 

@@ -29,6 +29,16 @@ def start(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = No
     return proc.pid
 
 
+def run(argv: list[str], what: str, timeout: float = 600.0) -> None:
+    """A set-up command (a schema sync, a data directory) that must succeed: its output's tail is the error."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TestbedError(f"{what} did not finish within {timeout:.0f} s") from None
+    if result.returncode:
+        raise TestbedError(f"{what} failed", hint=(result.stdout + result.stderr)[-2000:])
+
+
 def serve(
     title: str,
     argv: list[str],
