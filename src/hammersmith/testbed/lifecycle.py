@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import fleet, glance, keystone, nova, placement, process
+from hammersmith.testbed import blazar, fleet, glance, keystone, nova, placement, process
+from hammersmith.testbed.blazar import BLAZAR_VERSION, Blazar
 from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
 from hammersmith.testbed.glance import GLANCE_VERSION, Glance
 from hammersmith.testbed.ironic import (
@@ -224,6 +225,29 @@ def _nova_ready(workdir: Path, state: State) -> None:
         conn.close()
 
 
+def _start_blazar(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
+    """Fresh: its MariaDB database, RabbitMQ's transport URL, the schema. The API's PID first."""
+    server = Blazar(service_dir(workdir, "blazar"))
+    if fresh:
+        assert state.auth_url is not None
+        broker = RabbitMQ(service_dir(workdir, "rabbitmq"))
+        broker.port = _port(state, "rabbitmq")
+        database = database_url(workdir, state, "blazar") or ""
+        keystone_port = _port(state, "keystone")
+        server.prepare(state.auth_url, keystone_port, state.passwords[blazar.USER], database, broker.transport_url)
+    return server.start(_port(state, "blazar"))
+
+
+def _blazar_hosts(workdir: Path, state: State) -> None:
+    """Every node a reservable Blazar host (Nova lists each as a hypervisor of its own compute host by now)."""
+    assert state.auth_url is not None
+    conn = keystone.admin(state.auth_url, state.passwords["admin"])
+    try:
+        blazar.enrol_hosts(conn, sorted(h.name for h in conn.compute.hypervisors()))
+    finally:
+        conn.close()
+
+
 #: every service `testbed up --with` can add to Ironic, in start order
 SERVICES: dict[str, Service] = {
     "mariadb": Service(
@@ -278,6 +302,16 @@ SERVICES: dict[str, Service] = {
         path="/v2.1",
         catalog=nova.SERVICE_TYPE,
         accounts={nova.USER: nova.ROLES},
+    ),
+    "blazar": Service(
+        f"Blazar {BLAZAR_VERSION}",
+        120,
+        _start_blazar,
+        needs=("nova", "mariadb", "rabbitmq"),
+        setup=_blazar_hosts,
+        path="/v1",
+        catalog=blazar.SERVICE_TYPE,
+        accounts={blazar.USER: blazar.ROLES},
     ),
 }
 
