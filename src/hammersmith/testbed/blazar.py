@@ -12,8 +12,10 @@ gunicorn (Blazar's WSGI module reads its config through OS_BLAZAR_CONFIG_DIR, wi
 
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,6 @@ SERVICE_TYPE = "reservation"
 ROLES = ("admin", "service")
 #: Nova's aggregate of hosts no lease holds (Blazar's `aggregate_freepool_name`)
 FREEPOOL = "freepool"
-#: the node type every testbed node is enrolled with (a host's extra capability, matched by leases)
-NODE_TYPE = "compute_fake"
 
 BLAZAR_CONF = """\
 # written by hammersmith testbed
@@ -137,11 +137,36 @@ def client(conn: Connection) -> ks_adapter.Adapter:
     return ks_adapter.Adapter(conn.session, service_type=SERVICE_TYPE, interface="public", region_name=keystone.REGION)
 
 
-def enrol_hosts(admin: Connection, node_ids: list[str]) -> list[dict[str, Any]]:
-    """The free pool aggregate, then every node as a reservable host (by its UUID, Nova's hypervisor name)
-    with the testbed's node type. `admin`: a project admin of Nova and Blazar."""
+def enrol_hosts(admin: Connection, node_types: dict[str, str]) -> list[dict[str, Any]]:
+    """The free pool aggregate, then every node as a reservable host: by its UUID (Nova's hypervisor name), with
+    its `node_type` (node id -> type; an extra capability leases select on). `admin`: a project admin of Nova
+    and Blazar."""
     admin.compute.create_aggregate(name=FREEPOOL)
     api = client(admin)
     return [
-        api.post("/os-hosts", json={"name": node_id, "node_type": NODE_TYPE}).json()["host"] for node_id in node_ids
+        api.post("/os-hosts", json={"name": node_id, "node_type": node_type}).json()["host"]
+        for node_id, node_type in node_types.items()
     ]
+
+
+def lease_body(
+    name: str, node_type: str, start: datetime | None = None, hours: float = 1.0, node: str | None = None
+) -> dict[str, Any]:
+    """A `physical:host` lease of one host of `node_type` (or the node with UUID `node`) from `start` (UTC; None:
+    now) for `hours`."""
+    begins = start or datetime.now(UTC)
+    return {
+        "name": name,
+        "start_date": begins.strftime("%Y-%m-%d %H:%M") if start else "now",
+        "end_date": (begins + timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M"),
+        "reservations": [
+            {
+                "resource_type": "physical:host",
+                "min": 1,
+                "max": 1,
+                "hypervisor_properties": json.dumps(["=", "$hypervisor_hostname", node]) if node else "",
+                "resource_properties": json.dumps(["=", "$node_type", node_type]),
+            }
+        ],
+        "events": [],
+    }

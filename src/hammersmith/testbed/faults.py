@@ -11,8 +11,10 @@ operators find.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,15 +22,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import openstack
+from keystoneauth1 import adapter as ks_adapter
+from openstack.compute.v2.server import Server
+from openstack.connection import Connection
+
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import process
+from hammersmith.testbed import blazar, fleet, nova, process
 from hammersmith.testbed.fleet import WORKERS, Admin, wait_for
 from hammersmith.testbed.ironic import DEAD_ENDPOINT, Ironic, State
 from hammersmith.testbed.neutron import Neutron
 
 OPERATOR_REASON = "Replacing DIMM B2, ticket OPS-1432 (jdoe)"
+#: the users' project (and its member) whose launches and leases the full tier's faults make
+USER_PROJECT = "uc-systems-lab"
+USER = "alice"
+#: a public flavor for hardware the site no longer has: every launch of it fails with "No valid host"
+GONE_FLAVOR = "baremetal.retired_generation"
 #: states a fault may leave a node in, for the batch wait
 WAIT_TIMEOUT = 60.0
+#: the external network idle floating IPs come from
+PUBLIC_NETWORK = "public"
 
 
 @dataclass(frozen=True)
@@ -39,18 +53,28 @@ class Fault:
     apply: Callable[[Injector, str], None]
     #: part of the demo scenario (the others serve the hammer tests and benchmarks)
     in_demo: bool = True
+    #: the `--with` services it is produced through
+    needs: tuple[str, ...] = ()
+    #: what it breaks: a node (picked among the available ones), or the site (a leftover object of its own,
+    #: recorded under the object's name)
+    target: str = "node"
 
 
 FAULTS: dict[str, Fault] = {}
 
 
 def fault(
-    name: str, summary: str, hands_off: bool = False, in_demo: bool = True
+    name: str,
+    summary: str,
+    hands_off: bool = False,
+    in_demo: bool = True,
+    needs: tuple[str, ...] = (),
+    target: str = "node",
 ) -> Callable[[Callable[[Injector, str], None]], Callable[[Injector, str], None]]:
     """Register a fault; `hands_off` marks the cases a tool must leave alone."""
 
     def register(func: Callable[[Injector, str], None]) -> Callable[[Injector, str], None]:
-        FAULTS[name] = Fault(name, summary, hands_off, func, in_demo)
+        FAULTS[name] = Fault(name, summary, hands_off, func, in_demo, needs, target)
         return func
 
     return register
@@ -81,6 +105,7 @@ class Injector:
         self.ironic = ironic
         self.state = state
         self.neutron_lock = threading.Lock()  # no Neutron call while another fault has Neutron down
+        self.user_lock = threading.Lock()  # the users' project, account and flavor are made once
 
     @property
     def neutron(self) -> bool:
@@ -128,6 +153,101 @@ class Injector:
                 self.state.set_pid("neutron", Neutron(self.ironic.dir / "neutron").start(port))
                 self.ironic.save_state(self.state)
 
+    # -- the full tier: Nova, Placement, Blazar, and a user of them ---------------------------------
+    @property
+    def cloud(self) -> Connection:
+        """The testbed's admin, project-scoped (Nova, Placement, Glance, Blazar)."""
+        return self.conn.project
+
+    def compute_host(self, node_id: str) -> str:
+        """The nova-compute host that manages a node (each has its own: see testbed/nova.py)."""
+        return next(
+            h.service_details["host"] for h in self.cloud.compute.hypervisors(details=True) if h.name == node_id
+        )
+
+    def user_project_id(self) -> str:
+        """USER_PROJECT, with USER as its member (created once; the password kept in the testbed's state)."""
+        with self.user_lock:
+            identity = self.cloud.identity
+            project = identity.find_project(USER_PROJECT) or identity.create_project(
+                name=USER_PROJECT, domain_id="default", description="a research group using the testbed"
+            )
+            if USER not in self.state.passwords:
+                self.state.passwords[USER] = secrets.token_urlsafe(18)
+                user = identity.create_user(
+                    name=USER, password=self.state.passwords[USER], default_project_id=project.id, domain_id="default"
+                )
+                identity.assign_project_role_to_user(project, user, identity.find_role("member", ignore_missing=False))
+                self.ironic.save_state(self.state)
+            return str(project.id)
+
+    def user(self) -> Connection:
+        """USER, logged in to USER_PROJECT: what a launch or a lease of a user does."""
+        self.user_project_id()
+        assert self.state.auth_url is not None
+        auth = {
+            "auth_url": self.state.auth_url,
+            "username": USER,
+            "password": self.state.passwords[USER],
+            "project_name": USER_PROJECT,
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        }
+        return openstack.connect(load_yaml_config=False, load_envvars=False, auth_type="v3password", auth=auth)
+
+    def user_blazar(self) -> ks_adapter.Adapter:
+        conn = self.user()
+        self.conn._conns.append(conn)  # closed with the admin's
+        return blazar.client(conn)
+
+    def wait_for_lease(self, lease_id: str, status: str) -> dict:
+        """Blazar's manager acts on lease events every 10 s."""
+        api = blazar.client(self.cloud)
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while (lease := api.get(f"/leases/{lease_id}").json()["lease"])["status"] != status:
+            if time.monotonic() > deadline:
+                raise TestbedError(f"lease {lease['name']} is {lease['status']}, not {status}, after {WAIT_TIMEOUT} s")
+            time.sleep(1.0)
+        return dict(lease)
+
+    def boot(self, node: str, name: str) -> Server:
+        """A server deployed onto this node through Nova (the admin picks its compute host), once ACTIVE."""
+        found = self.bm.get_node(node)
+        compute = self.cloud.compute
+        server = compute.create_server(
+            name=name,
+            flavor_id=compute.find_flavor(nova.flavor_name(found.resource_class), ignore_missing=False).id,
+            image_id=self.cloud.image.find_image(nova.IMAGE, ignore_missing=False).id,
+            networks=[{"uuid": self.state.network_id}],
+            availability_zone=f"nova:{self.compute_host(found.id)}",
+        )
+        return compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=WAIT_TIMEOUT * 3)
+
+    def gone_flavor(self) -> str:
+        """GONE_FLAVOR (created once): one unit of a resource class no node has."""
+        with self.user_lock:
+            compute = self.cloud.compute
+            if flavor := compute.find_flavor(GONE_FLAVOR):
+                return str(flavor.id)
+            flavor = compute.create_flavor(name=GONE_FLAVOR, ram=1024, vcpus=1, disk=10)
+            extra = {"resources:CUSTOM_RETIRED_GENERATION": "1", "resources:VCPU": "0"}
+            compute.create_flavor_extra_specs(flavor, extra | {"resources:MEMORY_MB": "0", "resources:DISK_GB": "0"})
+            return str(flavor.id)
+
+    def public_network(self) -> str:
+        """The external network floating IPs come from (created once, with its subnet): TEST-NET-3."""
+        network = self.conn.network
+        if found := network.find_network(PUBLIC_NETWORK):
+            return str(found.id)
+        public = network.create_network(
+            name=PUBLIC_NETWORK,
+            provider_network_type="flat",
+            provider_physical_network="public",
+            is_router_external=True,
+        )
+        network.create_subnet(network_id=public.id, ip_version=4, cidr="203.0.113.0/24", enable_dhcp=False)
+        return str(public.id)
+
     # -- helpers the faults share -------------------------------------------------------------
     def wait(self, node: str, *states: str) -> dict:
         return wait_for(self.conn, [node], set(states), WAIT_TIMEOUT)[node]
@@ -164,9 +284,22 @@ class Injector:
             )
         return free[:count]
 
+    def targets(self, name: str, count: int) -> list[str]:
+        """What `count` injections of a fault break: picked nodes, or for a site fault new objects' names."""
+        if FAULTS[name].target == "site":
+            taken = sum(FAULTS[name].name in f for f in self.state.faults.values())
+            return [f"{name}-{taken + k}" for k in range(1, count + 1)]
+        return self.pick(count)
+
     def inject(self, name: str, nodes: list[str], combine: str | None = None) -> None:
         """Apply a fault (optionally after another one) to several nodes concurrently."""
         steps = [FAULTS[combine], FAULTS[name]] if combine else [FAULTS[name]]
+        for step in steps:
+            if missing := [service for service in step.needs if self.state.port_of(service) is None]:
+                raise TestbedError(
+                    f"fault {step.name} is produced through {', '.join(missing)}, which this testbed does not run",
+                    hint=f"'hammersmith testbed up --with {','.join(missing)}'",
+                )
 
         def one(node: str) -> None:
             for step in steps:
@@ -282,3 +415,130 @@ def user_active(inj: Injector, node: str) -> None:
 @fault("operator-maintenance", "maintenance with an operator's reason (leave alone)", hands_off=True)
 def operator_maintenance(inj: Injector, node: str) -> None:
     inj.bm.set_node_maintenance(node, reason=OPERATOR_REASON)
+
+
+# -- where the services disagree (the full tier: Nova, Placement, Blazar) ---------------------------
+
+
+@fault(
+    "lease-start-failed",
+    "a lease of the node whose start fails: its host left Nova's free pool behind Blazar's back",
+    in_demo=False,
+    needs=("blazar",),
+)
+def lease_start_failed(inj: Injector, node: str) -> None:
+    node_id, node_type = inj.bm.get_node(node).id, inj.bm.get_node(node).resource_class
+    host = inj.compute_host(node_id)
+    freepool = inj.cloud.compute.find_aggregate(blazar.FREEPOOL, ignore_missing=False)
+    inj.cloud.compute.remove_host_from_aggregate(freepool, host)
+    try:
+        lease = (
+            inj.user_blazar()
+            .post("/leases", json=blazar.lease_body(f"experiment-{node}", node_type, node=node_id))
+            .json()["lease"]
+        )
+        inj.wait_for_lease(lease["id"], "ERROR")
+    finally:  # the host is back: the next lease starts, this one stays failed
+        inj.cloud.compute.add_host_to_aggregate(freepool, host)
+
+
+@fault(
+    "launch-failed",
+    f"an instance in ERROR for project {USER_PROJECT}: no valid host for its flavor",
+    in_demo=False,
+    needs=("nova",),
+    target="site",
+)
+def launch_failed(inj: Injector, name: str) -> None:
+    conn = inj.user()
+    try:
+        server = conn.compute.create_server(
+            name=name,
+            flavor_id=inj.gone_flavor(),
+            image_id=inj.cloud.image.find_image(nova.IMAGE, ignore_missing=False).id,
+            networks=[{"uuid": inj.state.network_id}],
+        )
+        conn.compute.wait_for_server(server, status="ERROR", interval=1, wait=WAIT_TIMEOUT)
+    finally:
+        conn.close()
+
+
+@fault(
+    "retired-reservable",
+    "retired in Ironic (hardware going away) but still reservable in Blazar",
+    in_demo=False,
+    needs=("blazar",),
+)
+def retired_reservable(inj: Injector, node: str) -> None:
+    inj.bm.set_node_provision_state(node, "manage", wait=False)  # Ironic retires no `available` node
+    inj.wait(node, "manageable")
+    inj.bm.patch_node(
+        node,
+        [
+            {"op": "add", "path": "/retired", "value": True},
+            {"op": "add", "path": "/retired_reason", "value": "end of warranty, rack C4"},
+        ],
+    )
+
+
+@fault(
+    "undead-instance",
+    "deployed for an instance Nova no longer has (deleted while its nova-compute was down)",
+    in_demo=False,
+    needs=("nova",),
+)
+def undead_instance(inj: Injector, node: str) -> None:
+    node_id = inj.bm.get_node(node).id
+    server = inj.boot(node, f"experiment-{node}")
+    # a compute service that is down: Nova deletes the server in its own database only (a "local delete"),
+    # and Ironic keeps the node deployed for it
+    service = next(s for s in inj.cloud.compute.services(binary="nova-compute") if s.host == inj.compute_host(node_id))
+    inj.cloud.compute.update_service_forced_down(service, service.host, service.binary, True)
+    try:
+        inj.cloud.compute.delete_server(server)
+        inj.cloud.compute.wait_for_delete(server, interval=1, wait=WAIT_TIMEOUT)
+    finally:
+        inj.cloud.compute.update_service_forced_down(service, service.host, service.binary, False)
+
+
+@fault(
+    "conflicting-mac",
+    "a Neutron port on the provisioning network holds the MAC of the node's Ironic port",
+    in_demo=False,
+    needs=("neutron",),
+)
+def conflicting_mac(inj: Injector, node: str) -> None:
+    port = next(inj.bm.ports(node=node, details=True))
+    with inj.neutron_lock:
+        inj.conn.network.create_port(network_id=inj.state.network_id, name=f"leftover-{node}", mac_address=port.address)
+
+
+@fault(
+    "orphan-resource-provider",
+    "a Placement resource provider (with inventory) named after an Ironic node that no longer exists",
+    in_demo=False,
+    needs=("placement",),
+    target="site",
+)
+def orphan_resource_provider(inj: Injector, name: str) -> None:
+    gone = str(uuid.uuid4())
+    placement = inj.cloud.placement
+    provider = placement.create_resource_provider(name=gone, uuid=gone)
+    placement.create_resource_provider_inventory(
+        provider, resource_class=f"CUSTOM_{fleet.RESOURCE_CLASSES[0].upper()}", total=1
+    )
+
+
+@fault(
+    "idle-floating-ip",
+    f"a floating IP of project {USER_PROJECT}, associated with nothing",
+    in_demo=False,
+    needs=("neutron",),
+    target="site",
+)
+def idle_floating_ip(inj: Injector, name: str) -> None:
+    with inj.neutron_lock:
+        public = inj.public_network()
+        inj.conn.network.create_ip(
+            floating_network_id=public, project_id=inj.user_project_id(), description=f"{name}: left behind"
+        )

@@ -49,8 +49,13 @@ class Admin:
         return self._connect(system=True).baremetal
 
     @cached_property
+    def project(self) -> Connection:
+        """Project-scoped (the admin project): Neutron, Nova, Placement, Glance and Blazar accept only these."""
+        return self._connect(system=False)
+
+    @cached_property
     def network(self) -> NetworkProxy:
-        return self._connect(system=False).network
+        return self.project.network
 
     def close(self) -> None:
         for conn in self._conns:

@@ -209,20 +209,17 @@ def _start_nova(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
 
 
 def _nova_ready(workdir: Path, state: State) -> None:
-    """A subnet on the provisioning network (Nova boots only on a network with one; no DHCP agent runs), then
-    wait until Nova lists every node as a hypervisor: a listed node can be booted."""
+    """A subnet on the provisioning network (Nova boots only on a network with one; no DHCP agent runs), a flavor
+    per resource class and an image, then wait until Nova lists every node as a hypervisor: a listed node can be
+    booted."""
     admin = fleet.connect(state)
     try:
         admin.network.create_subnet(network_id=state.network_id, ip_version=4, cidr=SUBNET, enable_dhcp=False)
-        nodes = len(list(admin.baremetal.nodes()))
+        nodes = list(admin.baremetal.nodes(details=True))
+        nova.flavors_and_image(admin.project, {node.resource_class for node in nodes})
+        Nova(service_dir(workdir, "nova")).wait_for_hypervisors(admin.project, len(nodes))
     finally:
         admin.close()
-    assert state.auth_url is not None
-    conn = keystone.admin(state.auth_url, state.passwords["admin"])
-    try:
-        Nova(service_dir(workdir, "nova")).wait_for_hypervisors(conn, nodes)
-    finally:
-        conn.close()
 
 
 def _start_blazar(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
@@ -239,13 +236,14 @@ def _start_blazar(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
 
 
 def _blazar_hosts(workdir: Path, state: State) -> None:
-    """Every node a reservable Blazar host (Nova lists each as a hypervisor of its own compute host by now)."""
-    assert state.auth_url is not None
-    conn = keystone.admin(state.auth_url, state.passwords["admin"])
+    """Every node a reservable Blazar host, its resource class its node type (Nova lists each node as a
+    hypervisor of its own compute host by now)."""
+    admin = fleet.connect(state)
     try:
-        blazar.enrol_hosts(conn, sorted(h.name for h in conn.compute.hypervisors()))
+        node_types = {n.id: n.resource_class for n in sorted(admin.baremetal.nodes(details=True), key=lambda n: n.name)}
+        blazar.enrol_hosts(admin.project, node_types)
     finally:
-        conn.close()
+        admin.close()
 
 
 #: every service `testbed up --with` can add to Ironic, in start order
@@ -611,5 +609,5 @@ def inject(
         assert fault is not None
         if node and node in state.faults:
             raise TestbedError(f"node {node} already carries {state.faults[node]}")
-        injector.inject(fault, [node] if node else injector.pick(count), combine=combine)
+        injector.inject(fault, [node] if node else injector.targets(fault, count), combine=combine)
     return {n: f for n, f in state.faults.items() if n not in before}

@@ -133,6 +133,33 @@ def assign_shards(baremetal: BaremetalProxy, node_ids: list[str], computes: int)
     return shards
 
 
+#: the 1 MiB raw image the testbed's flavors boot (the fake deploy never reads it)
+IMAGE = "hammersmith-raw"
+
+
+def flavor_name(resource_class: str) -> str:
+    return f"baremetal.{resource_class}"
+
+
+def flavors_and_image(conn: Connection, resource_classes: set[str]) -> None:
+    """What an operator gives users to launch on bare metal: a public flavor per resource class (one unit of
+    it and no virtual resources) and a public image. `conn`: an admin of Nova and Glance."""
+    for resource_class in sorted(resource_classes):
+        flavor = conn.compute.create_flavor(name=flavor_name(resource_class), ram=1024, vcpus=1, disk=10)
+        conn.compute.create_flavor_extra_specs(
+            flavor,
+            {
+                f"resources:CUSTOM_{resource_class.upper()}": "1",
+                "resources:VCPU": "0",
+                "resources:MEMORY_MB": "0",
+                "resources:DISK_GB": "0",
+            },
+        )
+    conn.image.create_image(
+        name=IMAGE, data=bytes(1024 * 1024), disk_format="raw", container_format="bare", visibility="public"
+    )
+
+
 class Nova:
     """Nova's processes with their configs, logs and state under `directory`."""
 
