@@ -30,6 +30,8 @@ from hammersmith.testbed.ironic import Ironic, State, free_port
 
 TESTBED_NODES = 30
 KEYSTONE_TESTBED_NODES = 10
+#: a nova-compute per node (~130 MB each): enough nodes for the full-tier tests to each take their own
+FULL_TESTBED_NODES = 6
 #: fixtures that start a real service, and the marker every test using one (directly or not) gets
 SERVICE_MARKERS = {
     "testbed": "integration",
@@ -96,6 +98,19 @@ def keystone_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testb
     `.workdir` logs in as the `hammersmith` account. Every process is stopped by PID at the end."""
     workdir = tmp_path_factory.mktemp("keystone-testbed")
     state = lifecycle.up(workdir, KEYSTONE_TESTBED_NODES, free_port(), _quiet_step, {"keystone", "neutron"})
+    try:
+        yield Testbed(workdir, state)
+    finally:
+        lifecycle.down(workdir)
+
+
+@pytest.fixture(scope="session")
+def full_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """The full tier (`--with full`: MariaDB, RabbitMQ, Keystone, Neutron, Placement, Glance, Nova, Blazar) with
+    FULL_TESTBED_NODES nodes, each a reservable Blazar host; one per session, shared by every test module that
+    needs Nova or Blazar (each test works on nodes and projects of its own). Stopped by PID at the end."""
+    workdir = tmp_path_factory.mktemp("full-testbed")
+    state = lifecycle.up(workdir, FULL_TESTBED_NODES, free_port(), _quiet_step, {"full"})
     try:
         yield Testbed(workdir, state)
     finally:
