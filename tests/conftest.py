@@ -36,6 +36,7 @@ FULL_TESTBED_NODES = 6
 SERVICE_MARKERS = {
     "testbed": "integration",
     "keystone_testbed": "integration",
+    "full_testbed": "integration",
     "bed": "integration",
     "postgres": "postgres",
 }
