@@ -11,18 +11,21 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from keystoneauth1 import adapter as ks_adapter
 
 from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Site
 from hammersmith.detect.probes import reason
 from hammersmith.plugins import load_plugins
 
-BUILTIN = ("token_issue", "list_nodes", "network_port", "deploy_node")
+BUILTIN = ("token_issue", "list_nodes", "network_port", "deploy_node", "reserve_and_boot")
 SETS = ("cheap", "expensive")
 SmokeSet = Literal["cheap", "expensive"]
 Status = Literal["passed", "failed", "skipped"]
@@ -39,6 +42,18 @@ class LeftBehind(Exception):
     """The scenario's cleanup could not remove what it created: a failure of its own."""
 
 
+@dataclass(frozen=True)
+class Step:
+    """One timed part of a scenario (e.g. how long a lease took to start), for the reports."""
+
+    name: str
+    status: Status
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 3)}
+
+
 @dataclass
 class SmokeContext:
     """What a scenario may use: the site, a connection of its own, its run id, and a cooperative deadline."""
@@ -50,6 +65,8 @@ class SmokeContext:
     deadline: float
     #: what the result message should say even when the scenario passes (e.g. a fallback it took)
     notes: list[str] = field(default_factory=list)
+    #: the steps timed so far, in order; the one under way when the scenario failed is `failed`
+    steps: list[Step] = field(default_factory=list)
 
     @property
     def tag(self) -> str:
@@ -63,6 +80,17 @@ class SmokeContext:
         if self.remaining() <= 0:
             raise TimeoutError(f"scenario timed out ({self.site.smoke.timeout_seconds:.0f} s) while {doing}")
 
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time what the block does as the step `name` (passed, or failed if it raises)."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.steps.append(Step(name, "failed", time.perf_counter() - started))
+            raise
+        self.steps.append(Step(name, "passed", time.perf_counter() - started))
+
     def wait(self, doing: str, done: Callable[[], bool], interval: float = 0.5, limit: float | None = None) -> None:
         """Poll `done` until true; TimeoutError at the scenario's deadline (or after `limit` s, for cleanups)."""
         until = time.monotonic() + limit if limit is not None else self.deadline
@@ -70,6 +98,18 @@ class SmokeContext:
             if time.monotonic() >= until:
                 raise TimeoutError(f"timed out while {doing}")
             time.sleep(interval)
+
+
+def blazar(connection: SiteConnection) -> ks_adapter.Adapter | None:
+    """Blazar's v1 API, or None without Blazar in the catalog.
+
+    Version discovery alone lands on v2: Blazar 18 still serves its experimental v2, which answers bare
+    lists instead of v1's `{"leases": [...]}`.
+    """
+    client = connection.adapter("reservation")
+    if client is not None:
+        client.min_version, client.max_version = "1", "1.latest"
+    return client
 
 
 ScenarioFunc = Callable[[SmokeContext], None]
@@ -90,6 +130,7 @@ class ScenarioResult:
     seconds: float
     message: str | None = None
     started_at: float = 0.0
+    steps: tuple[Step, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +138,7 @@ class ScenarioResult:
             "status": self.status,
             "seconds": round(self.seconds, 3),
             "message": self.message,
+            "steps": [s.to_dict() for s in self.steps],
         }
 
 
@@ -171,8 +213,9 @@ def run_scenario(sc: Scenario, ctx: SmokeContext) -> ScenarioResult:
     except Exception as exc:
         message = str(exc) if isinstance(exc, LeftBehind) else reason(exc)
         log.error("site %s: smoke scenario %s failed: %s", ctx.name, sc.name, message)
-        return ScenarioResult(sc.name, "failed", time.perf_counter() - started, message, wall)
-    return ScenarioResult(sc.name, "passed", time.perf_counter() - started, "; ".join(ctx.notes) or None, wall)
+        return ScenarioResult(sc.name, "failed", time.perf_counter() - started, message, wall, tuple(ctx.steps))
+    seconds, notes = time.perf_counter() - started, "; ".join(ctx.notes) or None
+    return ScenarioResult(sc.name, "passed", seconds, notes, wall, tuple(ctx.steps))
 
 
 def run(name: str, site: Site, smoke_set: SmokeSet, only: list[str] | None = None) -> SmokeRun:

@@ -7,10 +7,9 @@ policy (and of `smoke.resource_class` when set). It is then *claimed* by setting
 claims nodes too -- so a race with a user's launch makes the scenario pick again, never steal.
 
 When Blazar is in the catalog the node is first reserved through a lease named
-`hammersmith-smoke-<run id>` (as users must on a Blazar site), and the lease is deleted after.
-That path is NOT exercised by the tests (the testbed has no Blazar): it follows Blazar's v1 API
-(`physical:host` reservation on the node's `hypervisor_hostname`, which Chameleon sets to the
-Ironic UUID).
+`hammersmith-smoke-<run id>` (as users must on a Blazar site), and the lease is deleted after:
+a `physical:host` reservation on the node's `hypervisor_hostname`, which Chameleon (and the
+testbed's full tier, where the tests run this path against Blazar 18) sets to the Ironic UUID.
 
 Whatever happens, the `finally` tears the node down, waits for `available`, removes the claim
 and the marker in `extra`, and deletes the lease; a node not back to `available` is logged at
@@ -27,11 +26,13 @@ from typing import Any
 from keystoneauth1 import adapter as ks_adapter
 
 from hammersmith.cloud.snapshot import IRONIC_MICROVERSION
+from hammersmith.config import Site
 from hammersmith.detect import reservations
 from hammersmith.detect.handsoff import hands_off
 from hammersmith.detect.probes import checked
 from hammersmith.detect.reservations import Reservations
 from hammersmith.detect.smoke import LeftBehind, SmokeContext, log, scenario
+from hammersmith.detect.smoke import blazar as blazar_v1
 
 #: where a node may be torn down from after the deploy started
 UNDEPLOYABLE = frozenset({"active", "deploy failed", "wait call-back", "error"})
@@ -65,31 +66,32 @@ class Ironic:
         checked(self.client.put(path, json={"target": target}, microversion=IRONIC_MICROVERSION))
 
 
-def eligible(node: dict[str, Any], ctx: SmokeContext, booked: Reservations) -> bool:
+def eligible(node: dict[str, Any], site: Site, booked: Reservations, now: datetime) -> bool:
     """Only a node nobody uses or could be about to use (a Blazar lease on it, or starting soon, included)."""
     return (
         node.get("provision_state") == "available"
         and not node.get("maintenance")
+        and not node.get("retired")
         and not node.get("instance_uuid")
         and not node.get("allocation_uuid")
         and not node.get("lessee")
         and not node.get("reservation")
         and not (node.get("instance_info") or {})
-        and (ctx.site.smoke.resource_class is None or node.get("resource_class") == ctx.site.smoke.resource_class)
-        and hands_off(node, ctx.site.policy, reservations=booked, now=datetime.now(UTC)) is None
+        and (site.smoke.resource_class is None or node.get("resource_class") == site.smoke.resource_class)
+        and hands_off(node, site.policy, reservations=booked, now=now) is None
     )
 
 
 def pick(ironic: Ironic, ctx: SmokeContext, claim: str) -> dict[str, Any]:
     """Claim an eligible node (instance_uuid = claim), trying the next one if another client wins the race."""
     tried: set[str] = set()
-    booked = reservations.live(ctx.connection.adapter("reservation"))
+    booked = reservations.live(blazar_v1(ctx.connection))
     for _ in range(ATTEMPTS):
         free = sorted(
             (
                 n
                 for n in ironic.candidates(ctx.site.smoke.resource_class)
-                if eligible(n, ctx, booked) and n["uuid"] not in tried
+                if eligible(n, ctx.site, booked, datetime.now(UTC)) and n["uuid"] not in tried
             ),
             key=lambda n: n.get("name") or n["uuid"],
         )
@@ -117,7 +119,7 @@ def deploy_node(ctx: SmokeContext) -> None:
     if client is None:
         raise RuntimeError("the catalog has no baremetal (Ironic) endpoint")
     ironic = Ironic(client)
-    blazar = ctx.connection.adapter("reservation")
+    blazar = blazar_v1(ctx.connection)
     claim = str(uuid.uuid4())
     node: dict[str, Any] | None = None
     lease: str | None = None
@@ -207,8 +209,7 @@ def release(ironic: Ironic, ctx: SmokeContext, node: dict[str, Any], claim: str)
 def reserve(blazar: ks_adapter.Adapter, ctx: SmokeContext, node_uuid: str) -> str:
     """A Blazar lease on exactly this node, from now until the scenario's deadline (+ margin); waits for ACTIVE.
 
-    Untested here (no Blazar in the testbed). Chameleon's Blazar names Ironic nodes by UUID in
-    `hypervisor_hostname`.
+    Blazar names Ironic nodes by UUID in `hypervisor_hostname` (Nova's Ironic driver reports them so).
     """
     now = datetime.now(UTC)
     end = now + timedelta(seconds=ctx.remaining() + 600)

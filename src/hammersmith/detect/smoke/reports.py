@@ -21,7 +21,7 @@ from hammersmith.detect.smoke import SmokeRun
 
 
 def ctrf(run: SmokeRun) -> dict[str, Any]:
-    """The run as a CTRF report: tool, summary (counts, start/stop in ms) and one test per scenario."""
+    """The run as a CTRF report: tool, summary (counts, start/stop in ms) and one test per scenario (with its steps)."""
     counts = {status: sum(1 for r in run.results if r.status == status) for status in ("passed", "failed", "skipped")}
     tests = []
     for r in run.results:
@@ -36,6 +36,10 @@ def ctrf(run: SmokeRun) -> dict[str, Any]:
             test["stop"] = round((r.started_at + r.seconds) * 1000)
         if r.message:
             test["message"] = r.message
+        if r.steps:  # CTRF's step has a name and a status only: its time goes in the step's `extra`, in ms
+            test["steps"] = [
+                {"name": s.name, "status": s.status, "extra": {"duration": round(s.seconds * 1000)}} for s in r.steps
+            ]
         tests.append(test)
     return {
         "reportFormat": "CTRF",
@@ -88,6 +92,10 @@ def junit(run: SmokeRun) -> ET.Element:
             name=r.scenario,
             time=f"{r.seconds:.3f}",
         )
+        if r.steps:  # JUnit has no steps: one property per step, its status and seconds
+            steps = ET.SubElement(case, "properties")
+            for s in r.steps:
+                ET.SubElement(steps, "property", name=f"step.{s.name}", value=f"{s.status} {s.seconds:.3f}")
         if r.status == "failed":
             ET.SubElement(case, "failure", message=(r.message or "failed")[:500], type="SmokeFailure").text = r.message
         elif r.status == "skipped":
