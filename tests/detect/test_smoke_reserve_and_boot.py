@@ -24,7 +24,6 @@ from tests.conftest import Testbed, hammersmith
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 STEPS = ["lease-active", "boot-active", "delete", "lease-end"]
 #: docs/config.md: hosts, allocations and every project's leases to the `service` role
-BLAZAR_OVERRIDE = '"admin": "is_admin:True or role:admin or role:service"\n'
 
 
 def node(name: str, **fields: Any) -> dict[str, Any]:
@@ -79,22 +78,7 @@ def test_the_host_chosen_is_reservable_with_a_free_node_and_a_public_flavor() ->
     assert custom_class("baremetal-gold.v2") == "CUSTOM_BAREMETAL_GOLD_V2"
 
 
-@pytest.fixture
-def blazar_override(full_testbed: Testbed) -> Iterator[None]:
-    """The Blazar policy override docs/config.md tells operators to deploy (the testbed's Blazar has none yet), in
-    the API's config directory, where oslo.policy finds and re-reads it; emptied (the defaults) afterwards."""
-    policy = lifecycle.testbed_dir(full_testbed.workdir) / "blazar" / "api" / "policy.yaml"
-    before = policy.read_text() if policy.exists() else ""
-    policy.write_text(before + BLAZAR_OVERRIDE)
-    try:
-        yield
-    finally:
-        policy.write_text(before or "{}\n")  # not removed: oslo.policy keeps reading a file it has found
-
-
-def test_the_expensive_set_reserves_boots_and_leaves_nothing_behind(
-    full_testbed: Testbed, blazar_override: None
-) -> None:
+def test_the_expensive_set_reserves_boots_and_leaves_nothing_behind(full_testbed: Testbed) -> None:
     """The expensive set through the CLI as the operator runs it, as hammersmith's own account (never admin):
     deploy-node through its Blazar lease, reserve-and-boot through Blazar and Nova, with its steps reported."""
     cli = hammersmith("smoke", "run", "--set", "expensive", "--json", cwd=full_testbed.workdir, timeout=900)
@@ -143,7 +127,7 @@ def server_creation_denied(full_testbed: Testbed) -> Iterator[None]:
 
 
 def test_a_boot_nova_refuses_fails_the_scenario_and_still_ends_the_lease(
-    full_testbed: Testbed, blazar_override: None, server_creation_denied: None, tmp_path: Path
+    full_testbed: Testbed, server_creation_denied: None, tmp_path: Path
 ) -> None:
     """The `finally` after a failure: the lease that did start is deleted, the node is available again, and the
     report says which step failed."""

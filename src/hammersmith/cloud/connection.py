@@ -131,6 +131,19 @@ class SiteConnection:
                 hint="check auth_url in clouds.yaml and that Keystone is up",
             ) from None
         client.session = self.conn.session
+        if service_type == "reservation":
+            # Blazar's root lists v1 and an experimental v2 whose routes differ (no /os-hosts/allocations, no
+            # all_tenants); discovery takes the highest, so v1 is pinned: the catalog's URL, ending in /v1
+            endpoint = (
+                config.get_endpoint(service_type)
+                or self.conn.session.get_endpoint(
+                    service_type=service_type,
+                    interface=config.get_interface(service_type),
+                    region_name=config.get_region_name(service_type),
+                )
+                or ""
+            ).rstrip("/")
+            client.endpoint_override = endpoint if endpoint.endswith("/v1") else f"{endpoint}/v1"
         if service_type == "network":
             # the catalog's Neutron endpoint is discovered to .../v2.0, an endpoint override is taken as
             # written (usually without it): one base either way, so list paths are the same everywhere

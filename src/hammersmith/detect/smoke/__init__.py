@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from keystoneauth1 import adapter as ks_adapter
-
 from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Site
 from hammersmith.detect.probes import reason
@@ -98,18 +96,6 @@ class SmokeContext:
             if time.monotonic() >= until:
                 raise TimeoutError(f"timed out while {doing}")
             time.sleep(interval)
-
-
-def blazar(connection: SiteConnection) -> ks_adapter.Adapter | None:
-    """Blazar's v1 API, or None without Blazar in the catalog.
-
-    Version discovery alone lands on v2: Blazar 18 still serves its experimental v2, which answers bare
-    lists instead of v1's `{"leases": [...]}`.
-    """
-    client = connection.adapter("reservation")
-    if client is not None:
-        client.min_version, client.max_version = "1", "1.latest"
-    return client
 
 
 ScenarioFunc = Callable[[SmokeContext], None]

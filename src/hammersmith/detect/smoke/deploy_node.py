@@ -32,7 +32,6 @@ from hammersmith.detect.handsoff import hands_off
 from hammersmith.detect.probes import checked
 from hammersmith.detect.reservations import Reservations
 from hammersmith.detect.smoke import LeftBehind, SmokeContext, log, scenario
-from hammersmith.detect.smoke import blazar as blazar_v1
 
 #: where a node may be torn down from after the deploy started
 UNDEPLOYABLE = frozenset({"active", "deploy failed", "wait call-back", "error"})
@@ -85,7 +84,7 @@ def eligible(node: dict[str, Any], site: Site, booked: Reservations, now: dateti
 def pick(ironic: Ironic, ctx: SmokeContext, claim: str) -> dict[str, Any]:
     """Claim an eligible node (instance_uuid = claim), trying the next one if another client wins the race."""
     tried: set[str] = set()
-    booked = reservations.live(blazar_v1(ctx.connection))
+    booked = reservations.live(ctx.connection.adapter("reservation"))
     for _ in range(ATTEMPTS):
         free = sorted(
             (
@@ -119,7 +118,7 @@ def deploy_node(ctx: SmokeContext) -> None:
     if client is None:
         raise RuntimeError("the catalog has no baremetal (Ironic) endpoint")
     ironic = Ironic(client)
-    blazar = blazar_v1(ctx.connection)
+    blazar = ctx.connection.adapter("reservation")
     claim = str(uuid.uuid4())
     node: dict[str, Any] | None = None
     lease: str | None = None

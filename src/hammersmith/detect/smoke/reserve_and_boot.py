@@ -31,7 +31,6 @@ from hammersmith.detect import reservations
 from hammersmith.detect.probes import checked
 from hammersmith.detect.reservations import Reservations
 from hammersmith.detect.smoke import LeftBehind, Skip, SmokeContext, log, scenario
-from hammersmith.detect.smoke import blazar as blazar_v1
 from hammersmith.detect.smoke.deploy_node import eligible
 
 #: flavors' extra specs in the listing (2.61) and `networks: none` (2.37)
@@ -265,7 +264,7 @@ class Trip:
 @scenario("reserve-and-boot", set="expensive")
 def reserve_and_boot(ctx: SmokeContext) -> None:
     """Reserve a free node through Blazar, boot a server on it through Nova, delete both (needs Nova and Blazar)."""
-    nova, blazar = ctx.connection.adapter("compute"), blazar_v1(ctx.connection)
+    nova, blazar = ctx.connection.adapter("compute"), ctx.connection.adapter("reservation")
     if nova is None or blazar is None:
         absent = [name for name, client in (("compute (Nova)", nova), ("reservation (Blazar)", blazar)) if not client]
         raise Skip(f"the catalog has no {' and no '.join(absent)} service")
