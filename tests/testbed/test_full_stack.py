@@ -123,6 +123,27 @@ def test_a_retired_node_stays_reservable_in_blazar(inj: Injector) -> None:
     assert host["reservable"]
 
 
+def test_a_disabled_compute_host_is_made_not_reservable_by_blazars_monitor_and_back(inj: Injector) -> None:
+    (node,) = inj.targets("host-not-reservable", 1)
+    inj.inject("host-not-reservable", [node])  # waits until Blazar says so
+    node_id = inj.bm.get_node(node).id
+    api = blazar.client(inj.cloud)
+
+    def reservable() -> bool:
+        return bool(
+            next(h for h in api.get("/os-hosts").json()["hosts"] if h["hypervisor_hostname"] == node_id)["reservable"]
+        )
+
+    assert not reservable()
+    host = inj.compute_host(node_id)
+    service = next(s for s in inj.cloud.compute.services(binary="nova-compute") if s.host == host)
+    inj.cloud.compute.enable_service(service, host, service.binary)
+    deadline = time.monotonic() + 60
+    while not reservable():
+        assert time.monotonic() < deadline, "Blazar's monitor did not make the host reservable again"
+        time.sleep(1)
+
+
 def test_an_undead_instance_is_deployed_in_ironic_and_gone_from_nova(inj: Injector) -> None:
     (node,) = inj.targets("undead-instance", 1)
     inj.inject("undead-instance", [node])

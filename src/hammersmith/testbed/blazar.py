@@ -30,6 +30,8 @@ USER = "blazar"
 SERVICE_TYPE = "reservation"
 #: `admin` in the service project: Blazar acts on users' trusts and moves hosts between Nova aggregates
 ROLES = ("admin", "service")
+#: how often the manager asks Nova about its hosts' compute services (upstream default: 60 s)
+POLLING_INTERVAL = 10
 #: Nova's aggregate of hosts no lease holds (Blazar's `aggregate_freepool_name`)
 FREEPOOL = "freepool"
 
@@ -56,6 +58,12 @@ plugins = physical.host.plugin,virtual.floatingip.plugin
 
 [nova]
 aggregate_freepool_name = {freepool}
+
+[physical:host]
+# Blazar's own health check of its hosts (as production sites run it): a host whose nova-compute is down or
+# disabled is made not reservable, and reservable again when it is back
+enable_polling_monitor = true
+polling_interval = {polling_interval}
 
 [database]
 connection = {database_url}
@@ -101,6 +109,7 @@ class Blazar:
             region=keystone.REGION,
             dir=self.dir,
             freepool=FREEPOOL,
+            polling_interval=POLLING_INTERVAL,
             database_url=database_url,
             authtoken=keystone.authtoken_section(auth_url, USER, password),
         )

@@ -482,6 +482,27 @@ def retired_reservable(inj: Injector, node: str) -> None:
 
 
 @fault(
+    "host-not-reservable",
+    "its nova-compute disabled by an operator: Blazar's host monitor makes the host not reservable",
+    in_demo=False,
+    needs=("blazar",),
+)
+def host_not_reservable(inj: Injector, node: str) -> None:
+    found = inj.bm.get_node(node)
+    host = inj.compute_host(found.id)
+    service = next(s for s in inj.cloud.compute.services(binary="nova-compute") if s.host == host)
+    inj.cloud.compute.disable_service(service, host, service.binary, disabled_reason="PDU replacement, rack C4")
+    api = blazar.client(inj.cloud)
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while next(h for h in api.get("/os-hosts").json()["hosts"] if h["hypervisor_hostname"] == found.id)["reservable"]:
+        if time.monotonic() > deadline:
+            raise TestbedError(
+                f"Blazar still lists {node} as reservable {WAIT_TIMEOUT:.0f} s after its host was disabled"
+            )
+        time.sleep(1.0)
+
+
+@fault(
     "undead-instance",
     "deployed for an instance Nova no longer has (deleted while its nova-compute was down)",
     in_demo=False,

@@ -8,6 +8,7 @@ behind the testbed's Keystone with its new-default RBAC.
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import socket
 import time
@@ -102,10 +103,22 @@ def ensure_venv() -> Path:
     return venvs.ensure("ironic", IRONIC_VERSION)
 
 
+#: where free ports are looked for: below Linux's ephemeral range (32768-60999), which the kernel gives to outgoing
+#: connections. A port from that range, free when picked, can be a full tier's outgoing connection (hundreds, to
+#: RabbitMQ, MariaDB, Keystone) by the time its server starts a minute later, and that server's bind then fails.
+FREE_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing on 127.0.0.1 holds, outside the ephemeral range (see FREE_PORTS)."""
+    for port in random.sample(FREE_PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise TestbedError(f"no free port on 127.0.0.1 in {FREE_PORTS.start}-{FREE_PORTS.stop - 1} after 200 tries")
 
 
 def port_in_use(port: int) -> bool:

@@ -44,7 +44,7 @@ KEYSTONE_CONF = """\
 log_file = {dir}/keystone.log
 
 [database]
-connection = sqlite:///{dir}/keystone.sqlite
+connection = {database_url}
 
 [token]
 provider = fernet
@@ -80,7 +80,8 @@ def venv_dir() -> Path:
 
 
 def ensure_venv() -> Path:
-    return venvs.ensure("keystone", KEYSTONE_VERSION, "gunicorn")
+    """pymysql: the full tier's Keystone is on MariaDB."""
+    return venvs.ensure("keystone", KEYSTONE_VERSION, "gunicorn", "pymysql")
 
 
 def auth_options(auth_url: str, user: str, password: str) -> str:
@@ -185,18 +186,24 @@ class Keystone:
             if proc.returncode:
                 raise TestbedError(f"keystone-manage {command[0]} failed", hint=output[-2000:])
 
-    def prepare(self, port: int, admin_password: str) -> None:
-        """Config, a fresh database (schema cached beside the venv, made once by db_sync), new keys, bootstrap."""
+    def prepare(self, port: int, admin_password: str, database_url: str | None = None) -> None:
+        """Config, a fresh database, new keys, bootstrap. The database: `database_url` by db_sync (the full tier's
+        MariaDB: a dozen services logging in at once lock SQLite, and Keystone answers 500), else SQLite from a
+        schema cached beside the venv (made once by db_sync)."""
         ensure_venv()
         for stale in ("fernet-keys", "credential-keys"):
             shutil.rmtree(self.dir / stale, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "keystone.conf").write_text(KEYSTONE_CONF.format(dir=self.dir))
+        sqlite = self.dir / "keystone.sqlite"
+        (self.dir / "keystone.conf").write_text(
+            KEYSTONE_CONF.format(dir=self.dir, database_url=database_url or f"sqlite:///{sqlite}")
+        )
         (self.dir / "policy.yaml").write_text(POLICY)
         (self.dir / "ks_wsgi.py").write_text(SHIM)
-        venvs.cached_schema(
-            self.dir / "keystone.sqlite", venv_dir() / "empty-keystone.sqlite", lambda: self._manage(["db_sync"])
-        )
+        if database_url:
+            self._manage(["db_sync"])
+        else:
+            venvs.cached_schema(sqlite, venv_dir() / "empty-keystone.sqlite", lambda: self._manage(["db_sync"]))
         owner = [
             "--keystone-user",
             pwd.getpwuid(os.getuid()).pw_name,

@@ -140,10 +140,11 @@ def _start_rabbitmq(workdir: Path, state: State, fresh: bool) -> int:
 
 
 def _start_keystone(workdir: Path, state: State, fresh: bool) -> int:
-    """A fresh Keystone is bootstrapped with the admin's password; `_register` adds the catalog and accounts."""
+    """A fresh Keystone is bootstrapped with the admin's password (on MariaDB when the testbed runs it);
+    `_register` adds the catalog and accounts."""
     server = Keystone(service_dir(workdir, "keystone"))
     if fresh:
-        server.prepare(_port(state, "keystone"), state.passwords["admin"])
+        server.prepare(_port(state, "keystone"), state.passwords["admin"], database_url(workdir, state, "keystone"))
     return server.start(_port(state, "keystone"))
 
 

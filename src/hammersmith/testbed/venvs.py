@@ -23,23 +23,30 @@ def venv_path(name: str, version: str) -> Path:
 def ensure(name: str, version: str, *extra: str) -> Path:
     """Install `name==version` (plus `extra` packages) into its cached virtualenv unless a finished one exists.
 
-    A marker written last means an interrupted install is redone, not half-used.
+    A marker written last (naming the extras) means an interrupted install is redone, not half-used.
     """
     venv = venv_path(name, version)
     marker = venv / ".hammersmith-complete"
-    if marker.exists():
+    wanted = "\n".join(sorted(extra))
+    if marker.exists() and marker.read_text() == wanted:
         return venv
     venv.parent.mkdir(parents=True, exist_ok=True)
     log = venv.parent / f"{name}-{version}-install.log"
-    pip = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"{name}=={version}"]
-    with log.open("wb") as out:
-        for argv in ([sys.executable, "-m", "venv", "--clear", str(venv)], [*pip, *extra]):
+    pip = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
+    # a venv made for fewer extras (an older hammersmith's) only gets what it lacks
+    steps = (
+        [[*pip, *extra]]
+        if marker.exists()
+        else [[sys.executable, "-m", "venv", "--clear", str(venv)], [*pip, f"{name}=={version}", *extra]]
+    )
+    with log.open("ab" if marker.exists() else "wb") as out:
+        for argv in steps:
             if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode:
                 raise TestbedError(
                     f"installing {name} {version} failed: {' '.join(argv[:3])}",
                     hint=f"see {log}; pip needs to reach the package index",
                 )
-    marker.touch()
+    marker.write_text(wanted)
     return venv
 
 
