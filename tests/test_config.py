@@ -460,3 +460,19 @@ def test_public_url_holds_no_credentials_and_is_never_echoed() -> None:
     assert problems("http:\n  public_url: agent.example.org\n" + GOOD) == [
         "site.yaml:2: 'http.public_url': Value error, must be an http:// or https:// URL with a host"
     ]
+
+
+def test_maintenance_lease_pattern_must_compile_and_defaults_to_maint() -> None:
+    """A regex that cannot compile would only fail at the first scrape: refuse it with its line."""
+    assert config.parse(GOOD).sites["uc"].policy.maintenance_lease_pattern == "(?i)maint"
+    text = GOOD.replace(
+        "      stuck_after_minutes: 90", '      stuck_after_minutes: 90\n      maintenance_lease_pattern: "maint("'
+    )
+    assert problems(text) == [
+        "site.yaml:7: 'sites.uc.policy.maintenance_lease_pattern': Value error, not a regular expression: "
+        "missing ), unterminated subpattern at position 5 (got 'maint(')"
+    ]
+    text = GOOD.replace(
+        "      stuck_after_minutes: 90", "      stuck_after_minutes: 90\n      maintenance_lease_pattern: ^ops-"
+    )
+    assert config.parse(text).sites["uc"].policy.maintenance_lease_pattern == "^ops-"

@@ -111,6 +111,12 @@ class Policy(_Strict):
     )
     inspect_after_days: float = Field(30, gt=0, le=3650)
     inspect_per_sweep: int = Field(2, ge=0)
+    maintenance_lease_pattern: str = Field(
+        "(?i)maint",
+        min_length=1,
+        max_length=256,
+        description="a Blazar lease whose name this regex matches (anywhere) is operators' maintenance",
+    )
 
     @field_validator("hammers", mode="before")
     @classmethod
@@ -130,6 +136,15 @@ class Policy(_Strict):
         if unknown:
             raise ValueError(f"unknown hammer(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return hammers
+
+    @field_validator("maintenance_lease_pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
 
     @model_validator(mode="after")
     def _ledger_outlives_budget(self) -> Policy:

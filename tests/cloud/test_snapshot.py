@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,17 @@ def test_requests_grow_only_by_pages(testbed: Testbed, clouds: Path) -> None:
 
 def test_services_outside_the_catalog_are_absent_not_incomplete(testbed: Testbed, clouds: Path) -> None:
     snap = snapshot.take(SiteConnection("lab", Site(cloud=CLOUD_NAME)))
+    # noauth: no identity service, so no projects listing (and no project names), not an incomplete read
     assert {s: r.status for s, r in snap.services.items()} == {
+        "keystone": "absent",
         "ironic": "ok",
         "nova": "absent",
         "neutron": "absent",
         "placement": "absent",
         "blazar": "absent",
     }
-    assert "servers" not in snap.data and snap.complete("ironic")
+    assert "servers" not in snap.data and "projects" not in snap.data and snap.complete("ironic")
+    assert snap.project_names == {} and not snap.incomplete
 
 
 def test_snapshot_uses_an_explicit_microversion(testbed: Testbed, clouds: Path) -> None:
@@ -148,3 +152,16 @@ def test_unreachable_store_fails_before_reading_the_cloud(testbed: Testbed, tmp_
     assert result.returncode == 1
     assert "s3cret-pw" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr and "Snapshot of site" not in result.stdout
+
+
+def test_project_names_come_from_keystones_listing() -> None:
+    """Pure logic: Keystone's GET /v3/projects items, as the `projects` listing keeps them."""
+    projects = [
+        {"id": "8a3c", "name": "CHI-231", "domain_id": "default", "enabled": True, "links": {"self": "..."}},
+        {"id": "5f1e", "name": "", "domain_id": "default", "enabled": False},  # no name: not a name
+    ]
+    now = datetime.now(UTC)
+    snap = snapshot.Snapshot("lab", now, now, {"projects": projects}, {"keystone": snapshot.ServiceRead()})
+    assert snap.project_names == {"8a3c": "CHI-231"}
+    unread = snapshot.Snapshot("lab", now, now, {"projects": None}, {"keystone": snapshot.ServiceRead("incomplete")})
+    assert unread.project_names == {}

@@ -107,6 +107,35 @@ def test_blazar_unreadable_fails_closed_and_absent_changes_nothing() -> None:
     assert from_snapshot({"blazar_hosts": [], "leases": []}, "ok").known is False  # a listing missing: unknown
 
 
+#: Keystone's GET /v3/projects, as the snapshot's `projects` listing holds it
+PROJECTS = [
+    {"id": "project-busy", "name": "CHI-231", "domain_id": "default", "enabled": True, "is_domain": False},
+    {"id": "project-soon", "name": "CHI-77", "domain_id": "default", "enabled": True, "is_domain": False},
+]
+
+
+def test_left_alone_names_the_lease_project_by_keystone_name() -> None:
+    nodes = [node("busy"), node("soon"), node("free")]
+    snap = with_blazar(nodes)
+    snap.data["projects"] = PROJECTS
+    snap.services["keystone"] = ServiceRead("ok")
+    assert checks.run(snap, POLICY).hands_off == {
+        "busy": "reserved by lease busy (project CHI-231) until 2026-11-25 17:00 UTC",
+        "soon": "lease soon (project CHI-77) starts at 2026-11-25 12:30 UTC (within lease_buffer_minutes)",
+    }
+
+
+def test_a_project_without_a_name_is_shown_by_id() -> None:
+    names = {"project-soon": "CHI-77"}  # project-busy unknown to Keystone (or Keystone not read)
+    booked = index(HOSTS, ALLOCATIONS, LEASES, names)
+    assert hands_off(node("busy"), POLICY, reservations=booked, now=NOW) == (
+        "reserved by lease busy (project project-busy) until 2026-11-25 17:00 UTC"
+    )
+    assert "(project CHI-77)" in (hands_off(node("soon"), POLICY, reservations=booked, now=NOW) or "")
+    by_snapshot = from_snapshot({"blazar_hosts": HOSTS, "host_allocations": ALLOCATIONS, "leases": LEASES}, "ok", names)
+    assert "(project CHI-77)" in (by_snapshot.hold(node("soon"), NOW, 60) or "")
+
+
 def test_check_reports_the_lease_under_left_alone() -> None:
     report = checks.run(with_blazar([node("busy"), node("soon"), node("free")]), POLICY)
     assert report.hands_off == {

@@ -13,6 +13,7 @@ LISTINGS_BY_SERVICE = {
     "neutron": ("network_ports", "floating_ips"),
     "placement": ("resource_providers",),
     "blazar": ("blazar_hosts", "host_allocations", "leases"),
+    "keystone": ("projects",),
 }
 
 

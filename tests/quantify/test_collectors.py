@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -109,35 +110,136 @@ def test_placement_providers(telemetry: Telemetry) -> None:
     assert r.get_sample_value("hammersmith_placement_resource_providers", {"site": "lab"}) == 2
 
 
-def test_blazar_hosts_and_leases(telemetry: Telemetry) -> None:
-    hosts = [{"id": "1", "reservable": True}, {"id": "2", "reservable": False}, {"id": "3", "reservable": "True"}]
-    leases = [{"id": "l1", "status": "ACTIVE"}, {"id": "l2", "status": "ERROR"}, {"id": "l3", "status": "ACTIVE"}]
-    telemetry.record(snapshot(blazar_hosts=hosts, leases=leases), [], None)
+def blazar_lease(lease_id: str, name: str, status: str, start: str = "UNDONE", **fields: Any) -> dict[str, Any]:
+    """A lease as Blazar 18's GET /leases returns it: its events inside (start_lease, before_end_lease, end_lease)."""
+    return {
+        "id": lease_id,
+        "name": name,
+        "project_id": "p-ops" if "maint" in name else "p-user",
+        "user_id": "u1",
+        "start_date": "2026-11-30T10:00:00.000000",
+        "end_date": "2026-11-30T18:00:00.000000",
+        "status": status,
+        "degraded": False,
+        "trust_id": "t1",
+        "reservations": [{"id": f"r-{lease_id}", "lease_id": lease_id, "resource_type": "physical:host"}],
+        "events": [
+            {"id": f"e1-{lease_id}", "lease_id": lease_id, "event_type": "start_lease", "status": start},
+            {"id": f"e2-{lease_id}", "lease_id": lease_id, "event_type": "before_end_lease", "status": "UNDONE"},
+            {"id": f"e3-{lease_id}", "lease_id": lease_id, "event_type": "end_lease", "status": "UNDONE"},
+        ],
+        **fields,
+    }
+
+
+def blazar_host(host_id: str, reservable: object, **extra_capabilities: str) -> dict[str, Any]:
+    """A host as GET /os-hosts returns it: extra capabilities are top-level keys of the host."""
+    return {
+        "id": host_id,
+        "hypervisor_hostname": f"uuid-n{host_id}",
+        "service_name": f"ironic-{host_id}",
+        "vcpus": 48,
+        "memory_mb": 196608,
+        "local_gb": 400,
+        "reservable": reservable,
+        "disabled": False,
+        **extra_capabilities,
+    }
+
+
+def test_blazar_hosts_per_node_type_and_leases(telemetry: Telemetry) -> None:
+    hosts = [
+        blazar_host("1", True, node_type="compute_skylake"),
+        blazar_host("2", False, node_type="compute_skylake"),
+        blazar_host("3", "True", node_type="gpu_rtx_6000", gpu_model="RTX 6000"),
+        blazar_host("4", False),  # no node_type extra capability
+    ]
+    leases = [blazar_lease("l1", "exp-1", "ACTIVE", "DONE"), blazar_lease("l2", "exp-2", "ERROR", "ERROR")]
+    telemetry.record(
+        snapshot(blazar_hosts=hosts, leases=[*leases, blazar_lease("l3", "exp-3", "ACTIVE", "DONE")]), [], None
+    )
     r = registry_for("blazar", telemetry)
-    assert r.get_sample_value("hammersmith_blazar_hosts", {"site": "lab", "reservable": "true"}) == 2
-    assert r.get_sample_value("hammersmith_blazar_hosts", {"site": "lab", "reservable": "false"}) == 1
+
+    def hosts_of(reservable: str, node_type: str) -> float | None:
+        labels = {"site": "lab", "reservable": reservable, "node_type": node_type}
+        return r.get_sample_value("hammersmith_blazar_hosts", labels)
+
+    assert (hosts_of("true", "compute_skylake"), hosts_of("false", "compute_skylake")) == (1, 1)
+    assert (hosts_of("true", "gpu_rtx_6000"), hosts_of("false", "gpu_rtx_6000")) == (1, 0)  # "false" at 0: resolvable
+    assert (hosts_of("true", ""), hosts_of("false", "")) == (0, 1)
     assert r.get_sample_value("hammersmith_blazar_leases", {"site": "lab", "status": "ACTIVE"}) == 2
     assert r.get_sample_value("hammersmith_blazar_leases", {"site": "lab", "status": "ERROR"}) == 1
 
 
-def test_launch_failures_count_arrivals_once_per_project(telemetry: Telemetry) -> None:
-    def launches(name: str, labels: dict[str, str]) -> float | None:
-        return registry_for("launches", telemetry).get_sample_value(name, {"site": "lab", **labels})
+def test_blazar_hosts_without_any_keep_both_series_at_zero(telemetry: Telemetry) -> None:
+    telemetry.record(snapshot(blazar_hosts=[], leases=[]), [], None)
+    r = registry_for("blazar", telemetry)
+    for reservable in ("true", "false"):
+        labels = {"site": "lab", "reservable": reservable, "node_type": ""}
+        assert r.get_sample_value("hammersmith_blazar_hosts", labels) == 0
 
-    old = {"id": "s0", "status": "ERROR", "tenant_id": "p-old"}
-    telemetry.record(snapshot(servers=[old], nodes=[node("n1")]), [], None)  # baseline: not counted
-    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p-old"}) == 0
-    new = {"id": "s1", "status": "ERROR", "tenant_id": "p1"}
-    failed_node = node("n1", "deploy failed", instance_info={"project_id": "p2"})
-    telemetry.record(snapshot(servers=[old, new], nodes=[failed_node]), [], None)
-    telemetry.record(snapshot(servers=[old, new], nodes=[failed_node]), [], None)  # still failed: counted once
-    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p1"}) == 1
-    assert launches("hammersmith_launch_failures_total", {"service": "ironic", "project": "p2"}) == 1
-    # Nova unreadable for a cycle: its failures are not forgotten, so they are not counted again
-    telemetry.record(snapshot(incomplete=("nova",), nodes=[failed_node]), [], None)
-    telemetry.record(snapshot(servers=[old, new], nodes=[failed_node]), [], None)
-    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p1"}) == 1
-    assert launches("hammersmith_launch_failures_total", {"service": "nova", "project": "p-old"}) == 0
+
+def test_maintenance_leases_by_the_site_pattern(telemetry: Telemetry) -> None:
+    leases = [
+        blazar_lease("l1", "maint-2026-12-rack3", "ACTIVE", "DONE"),
+        blazar_lease("l2", "Maintenance BIOS update", "PENDING"),
+        blazar_lease("l3", "my-experiment", "ACTIVE", "DONE"),
+        blazar_lease("l4", "ops-firmware", "PENDING"),
+    ]
+    telemetry.record(snapshot(blazar_hosts=[], leases=leases), [], None)
+
+    def maintenance(status: str) -> float | None:
+        labels = {"site": "lab", "status": status}
+        return registry_for("blazar", telemetry).get_sample_value("hammersmith_blazar_maintenance_leases", labels)
+
+    assert (maintenance("ACTIVE"), maintenance("PENDING")) == (1, 1)  # default (?i)maint: case-insensitive
+    telemetry.record(snapshot(blazar_hosts=[], leases=leases), [], None, maintenance_lease_pattern="^(maint|ops)-")
+    assert (maintenance("ACTIVE"), maintenance("PENDING")) == (1, 1)  # maint-..., ops-...; not "Maintenance ..."
+    telemetry.record(snapshot(blazar_hosts=[], leases=leases), [], None, maintenance_lease_pattern="^reserved-")
+    assert (maintenance("ACTIVE"), maintenance("PENDING")) == (0, 0)  # every status of the leases, at 0
+
+
+def test_lease_start_failures_count_arrivals_per_project_with_names(telemetry: Telemetry) -> None:
+    projects = [{"id": "p-user", "name": "CHI-231", "domain_id": "default", "enabled": True}]
+
+    def failures(project: str, name: str) -> float | None:
+        labels = {"site": "lab", "project": project, "project_name": name}
+        return registry_for("blazar", telemetry).get_sample_value(
+            "hammersmith_blazar_lease_start_failures_total", labels
+        )
+
+    old = blazar_lease("l0", "exp-0", "ERROR", "ERROR")
+    telemetry.record(snapshot(blazar_hosts=[], leases=[old], projects=projects), [], None)  # baseline
+    assert failures("p-user", "CHI-231") == 0
+    pending = blazar_lease("l1", "exp-1", "PENDING")
+    telemetry.record(snapshot(blazar_hosts=[], leases=[old, pending], projects=projects), [], None)
+    assert failures("p-user", "CHI-231") == 0
+    # l1's start fails; a lease whose end failed is not a start failure
+    failed = blazar_lease("l1", "exp-1", "ERROR", "ERROR")
+    ended = blazar_lease("l2", "maint-1", "ERROR", "DONE")
+    ended["events"][2]["status"] = "ERROR"
+    for _ in range(2):  # still failed in the next cycle: counted once
+        telemetry.record(snapshot(blazar_hosts=[], leases=[old, failed, ended], projects=projects), [], None)
+    assert failures("p-user", "CHI-231") == 1
+    assert failures("p-ops", "") is None
+    # Blazar unreadable for a cycle, Keystone too: nothing forgotten, nothing counted twice, the name kept
+    telemetry.record(snapshot(incomplete=("blazar", "keystone")), [], None)
+    updated = blazar_lease("l1", "exp-1", "UPDATING", "ERROR")  # an operator updates it: the event stays ERROR
+    telemetry.record(snapshot(blazar_hosts=[], leases=[old, updated]), [], None)
+    assert failures("p-user", "CHI-231") == 1
+
+
+def test_launch_failures_carry_the_project_name(telemetry: Telemetry) -> None:
+    projects = [{"id": "p1", "name": "CHI-231", "domain_id": "default"}]
+    telemetry.record(snapshot(servers=[], projects=projects), [], None)
+    failed = {"id": "s1", "status": "ERROR", "tenant_id": "p1"}
+    unnamed = {"id": "s2", "status": "ERROR", "tenant_id": "p-gone"}
+    telemetry.record(snapshot(servers=[failed, unnamed], projects=projects), [], None)
+    r = registry_for("launches", telemetry)
+    labels = {"site": "lab", "service": "nova", "project": "p1", "project_name": "CHI-231"}
+    assert r.get_sample_value("hammersmith_launch_failures_total", labels) == 1
+    labels = {"site": "lab", "service": "nova", "project": "p-gone", "project_name": ""}
+    assert r.get_sample_value("hammersmith_launch_failures_total", labels) == 1
 
 
 def test_freshness_ages_and_marks_a_failed_login(telemetry: Telemetry) -> None:
@@ -161,6 +263,21 @@ def test_freshness_ages_and_marks_a_failed_login(telemetry: Telemetry) -> None:
     assert r.get_sample_value("hammersmith_cycles_total", {"site": "lab", "result": "ok"}) == 1
     later = r.get_sample_value("hammersmith_snapshot_age_seconds", {"site": "lab"})
     assert later is not None and later >= age  # the old snapshot is still served, older
+
+
+def test_keystone_is_one_series_down_when_its_projects_cannot_be_listed(telemetry: Telemetry) -> None:
+    listed = snapshot(nodes=[node("n1")], projects=[{"id": "p1", "name": "CHI-231"}])
+    listed.requests["keystone"] = 2  # the login, the projects
+    telemetry.record(listed, [], None)
+    r = registry_for("freshness", telemetry)
+    samples = [s for m in r.collect() for s in m.samples if s.name == "hammersmith_service_up"]
+    assert [s.value for s in samples if s.labels["service"] == "keystone"] == [1]
+    failed = snapshot(incomplete=("keystone",), nodes=[node("n1")])
+    failed.requests["keystone"] = 2
+    telemetry.record(failed, [], None)
+    r = registry_for("freshness", telemetry)
+    assert r.get_sample_value("hammersmith_service_up", {"site": "lab", "service": "keystone"}) == 0
+    assert r.get_sample_value("hammersmith_snapshot_complete", {"site": "lab"}) == 0
 
 
 def test_incomplete_service_is_down_and_snapshot_incomplete(telemetry: Telemetry) -> None:

@@ -53,6 +53,8 @@ LISTINGS: tuple[Listing, ...] = (
     Listing("blazar_hosts", "reservation", "/os-hosts", "hosts", paginated=False),
     Listing("host_allocations", "reservation", "/os-hosts/allocations", "allocations", paginated=False),
     Listing("leases", "reservation", "/leases", "leases", (("all_tenants", True),), paginated=False),
+    # names for the project IDs other listings carry; Keystone does not page (it may truncate at its list_limit)
+    Listing("projects", "identity", "/projects", "projects", paginated=False),
 )
 
 
@@ -103,6 +105,11 @@ class Snapshot:
     @property
     def nodes(self) -> list[dict[str, Any]]:
         return self.data.get("nodes") or []
+
+    @cached_property
+    def project_names(self) -> dict[str, str]:
+        """Project ID -> name, from Keystone's listing ({} on a noauth site or when it was not read)."""
+        return {p["id"]: p["name"] for p in self.data.get("projects") or [] if p.get("name")}
 
     @cached_property
     def ports_by_node(self) -> dict[str, list[dict[str, Any]]]:

@@ -7,7 +7,8 @@ arrives. Blazar's hosts name Ironic nodes by `hypervisor_hostname` (the node UUI
 driver of nova-compute reports it); its allocations tie hosts to reservations and leases.
 
 When Blazar is in the catalog but could not be read, nobody knows which nodes are reserved: every
-node is off limits (fails closed, like every incomplete snapshot).
+node is off limits (fails closed, like every incomplete snapshot). A lease's project is named as
+Keystone lists it (the snapshot's projects), else by its ID: the name is for the reader, never a rule.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from keystoneauth1 import adapter as ks_adapter
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 #: lease states whose hosts are free again
 FINISHED = frozenset({"TERMINATED", "DELETED", "DELETING"})
 UNKNOWN = "Blazar could not be read: reservations unknown (fails closed)"
+#: no project names known: leases' projects are shown by ID
+NO_NAMES: Mapping[str, str] = MappingProxyType({})
 
 
 def blazar_time(value: Any) -> datetime | None:
@@ -45,6 +49,7 @@ class Booking:
     """One reservation of one node: the lease it belongs to, and when."""
 
     lease: str
+    #: the project's name, or its ID when Keystone's listing has no name for it
     project: str
     start: datetime
     end: datetime
@@ -85,9 +90,13 @@ NONE = Reservations({})
 
 
 def index(
-    hosts: Iterable[dict[str, Any]], allocations: Iterable[dict[str, Any]], leases: Iterable[dict[str, Any]]
+    hosts: Iterable[dict[str, Any]],
+    allocations: Iterable[dict[str, Any]],
+    leases: Iterable[dict[str, Any]],
+    names: Mapping[str, str] = NO_NAMES,
 ) -> Reservations:
-    """Join Blazar's hosts, allocations and leases into bookings per node (one pass over each list)."""
+    """Join Blazar's hosts, allocations and leases into bookings per node (one pass over each list);
+    `names`: project ID -> name."""
     node_of = {str(h["id"]): h.get("hypervisor_hostname") for h in hosts}
     by_lease = {lease["id"]: lease for lease in leases}
     bookings: dict[str, list[Booking]] = defaultdict(list)
@@ -102,27 +111,33 @@ def index(
             if start is None or end is None:  # a reservation without dates: held for as long as it exists
                 start, end = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
             name = lease.get("name") or reservation.get("lease_id") or "?"
-            bookings[node].append(Booking(name, lease.get("project_id") or "?", start, end))
+            project = lease.get("project_id") or "?"
+            bookings[node].append(Booking(name, names.get(project) or project, start, end))
     return Reservations({node: tuple(found) for node, found in bookings.items()})
 
 
-def from_snapshot(data: Mapping[str, list[dict[str, Any]] | None], status: str) -> Reservations:
+def from_snapshot(
+    data: Mapping[str, list[dict[str, Any]] | None], status: str, names: Mapping[str, str] = NO_NAMES
+) -> Reservations:
     """The snapshot's view: `status` is the reservation service's read ("ok", "incomplete", "absent")."""
     if status == "absent":
         return NONE
     hosts, allocations, leases = (data.get(k) for k in ("blazar_hosts", "host_allocations", "leases"))
     if status != "ok" or hosts is None or allocations is None or leases is None:
         return Reservations({}, known=False)
-    return index(hosts, allocations, leases)
+    return index(hosts, allocations, leases, names)
 
 
 def of(snapshot: Snapshot) -> Reservations:
     blazar = snapshot.services.get("blazar")
-    return from_snapshot(snapshot.data, blazar.status if blazar else "absent")
+    return from_snapshot(snapshot.data, blazar.status if blazar else "absent", snapshot.project_names)
 
 
-def live(client: ks_adapter.Adapter | None) -> Reservations:
-    """Blazar read again right before an action (three list calls); unknown if any of them fails."""
+def live(client: ks_adapter.Adapter | None, names: Mapping[str, str] = NO_NAMES) -> Reservations:
+    """Blazar read again right before an action (three list calls); unknown if any of them fails.
+
+    `names` (project ID -> name) come from the latest snapshot, not from another Keystone call per action.
+    """
     if client is None:
         return NONE
     try:
@@ -135,4 +150,4 @@ def live(client: ks_adapter.Adapter | None) -> Reservations:
             lists.append(response.json().get(key) or [])
     except (ks_exc.ClientException, ValueError):
         return Reservations({}, known=False)
-    return index(*lists)
+    return index(*lists, names=names)

@@ -42,5 +42,5 @@ def observe(
         )
         return None
     findings = checks.run(snap, policy).findings
-    telemetry.record(snap, findings, ledger_view(store, site))
+    telemetry.record(snap, findings, ledger_view(store, site), policy.maintenance_lease_pattern)
     return snap

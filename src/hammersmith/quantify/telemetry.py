@@ -19,7 +19,7 @@ from prometheus_client import Histogram, disable_created_metrics
 
 from hammersmith.cloud.connection import RequestObserver
 from hammersmith.cloud.snapshot import Snapshot
-from hammersmith.config import Site
+from hammersmith.config import Policy, Site
 from hammersmith.detect.checks import Finding
 from hammersmith.detect.probes import ProbeResult
 from hammersmith.detect.smoke import ScenarioResult, SmokeRun
@@ -33,6 +33,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 #: the states whose *arrival* counts as a failed launch, by service
 IRONIC_LAUNCH_FAILED = "deploy failed"
 NOVA_LAUNCH_FAILED = "ERROR"
+MAINTENANCE_LEASE_PATTERN: str = Policy.model_fields["maintenance_lease_pattern"].default
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,13 @@ class SiteView:
     launch_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: what was already failed in the previous snapshot, so only arrivals count (None until the first one)
     failed_before: frozenset[tuple[str, str]] | None = None
+    #: ("blazar", project) -> leases whose start failed since the agent started; and the leases failed before
+    lease_start_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lease_failed_before: frozenset[tuple[str, str]] | None = None
+    #: project ID -> name, as Keystone last listed it: a deleted project keeps its name, so its series keep theirs
+    project_names: dict[str, str] = field(default_factory=dict)
+    #: the site's `policy.maintenance_lease_pattern`: which Blazar leases are operators' maintenance
+    maintenance_lease_pattern: str = MAINTENANCE_LEASE_PATTERN
     #: probe name -> its latest result (probes run on their own schedule, not the cycle's)
     probes: dict[str, ProbeResult] = field(default_factory=dict)
     #: (set, scenario) -> its latest result
@@ -99,6 +107,43 @@ def failed_launches(snap: Snapshot) -> dict[tuple[str, str], str]:
         if server.get("status") == NOVA_LAUNCH_FAILED:
             failed[("nova", server["id"])] = project_of(server, "nova")
     return failed
+
+
+def failed_lease_starts(snap: Snapshot) -> dict[tuple[str, str], str]:
+    """("blazar", lease id) -> project, for every lease whose `start_lease` event Blazar marked ERROR.
+
+    The event, not the lease's status: a lease whose start failed is ERROR only until an operator
+    updates or ends it, and one Blazar gave up retrying (its start kept finding the lease busy) may not be.
+    """
+    return {
+        ("blazar", lease["id"]): lease.get("project_id") or "unknown"
+        for lease in snap.data.get("leases") or []
+        if any(e.get("event_type") == "start_lease" and e.get("status") == "ERROR" for e in lease.get("events") or [])
+    }
+
+
+def count_arrivals(
+    counts: Counter[tuple[str, str]],
+    before: frozenset[tuple[str, str]] | None,
+    failed: dict[tuple[str, str], str],
+    snap: Snapshot,
+) -> tuple[Counter[tuple[str, str]], frozenset[tuple[str, str]]]:
+    """`counts` ((service, project) -> failures) plus those in `failed` ((service, object id) -> project) that
+    were not failed `before`, and what counts as failed before next time.
+
+    A counter exists (at 0) once its service has been read with a failure in it; nothing counts before the
+    first snapshot (the baseline), and a service read only partly keeps its previous failures: they must not
+    count as new next time.
+    """
+    counts = Counter(counts)
+    for (service, _), project in failed.items():
+        if snap.complete(service):
+            counts[(service, project)] += 0
+    if before is not None:
+        for key, project in failed.items():
+            if key not in before and snap.complete(key[0]):
+                counts[(key[0], project)] += 1
+    return counts, frozenset(failed) | frozenset(k for k in before or () if not snap.complete(k[0]))
 
 
 Schedule = dict[tuple[str, str], float]
@@ -163,20 +208,23 @@ class Telemetry:
         with self._lock:
             return dict(self._views)
 
-    def record(self, snap: Snapshot, findings: list[Finding], ledger: LedgerView | None) -> None:
-        """A cycle read the site: keep its snapshot, count newly failed launches."""
-        now_failed = failed_launches(snap)
+    def record(
+        self,
+        snap: Snapshot,
+        findings: list[Finding],
+        ledger: LedgerView | None,
+        maintenance_lease_pattern: str = MAINTENANCE_LEASE_PATTERN,
+    ) -> None:
+        """A cycle read the site: keep its snapshot, count newly failed launches and lease starts."""
         result = "incomplete" if snap.incomplete else "ok"
         with self._lock:
             view = self._views[snap.site]
-            launches = Counter(view.launch_failures)
-            for service in ("ironic", "nova"):  # a counter exists (at 0) once its service has been read
-                if snap.complete(service):
-                    launches.update({(service, p): 0 for (s, _), p in now_failed.items() if s == service})
-            if view.failed_before is not None:
-                for key, project in now_failed.items():
-                    if key not in view.failed_before and snap.complete(key[0]):
-                        launches[(key[0], project)] += 1
+            launches, failed_before = count_arrivals(
+                view.launch_failures, view.failed_before, failed_launches(snap), snap
+            )
+            lease_starts, lease_failed_before = count_arrivals(
+                view.lease_start_failures, view.lease_failed_before, failed_lease_starts(snap), snap
+            )
             self._views[snap.site] = replace(
                 view,
                 snapshot=snap,
@@ -187,9 +235,11 @@ class Telemetry:
                 last_error="; ".join(f"{s}: {snap.services[s].error}" for s in snap.incomplete) or None,
                 login_ok=True,
                 launch_failures=launches,
-                # a service read only partly keeps its previous failures: they must not count as new next time
-                failed_before=frozenset(now_failed)
-                | frozenset(k for k in view.failed_before or () if not snap.complete(k[0])),
+                failed_before=failed_before,
+                lease_start_failures=lease_starts,
+                lease_failed_before=lease_failed_before,
+                project_names={**view.project_names, **snap.project_names},
+                maintenance_lease_pattern=maintenance_lease_pattern,
             )
             self.generations["cycle"] += 1
         self._notify()

@@ -148,6 +148,8 @@ class Sweeper:
         self.trigger = trigger
         self.agent = agent_id()
         self.connection = SiteConnection(site_name, self.site, observer)
+        #: project ID -> name from the latest snapshot, for the lease holds re-read before each action
+        self.project_names: dict[str, str] = {}
 
     @property
     def conn(self) -> Connection:
@@ -188,6 +190,7 @@ class Sweeper:
     def sweep(self, apply: bool = False) -> Result:
         result = Result(self.site_name, apply, datetime.now(UTC), reconciled=self.reconcile())
         snap = result.snapshot = snapshot_mod.take(self.connection)
+        self.project_names.update(snap.project_names)
         evaluated: set[str] = set()
         try:
             notify.forget_released(self.store, self.site_name, snap)
@@ -333,7 +336,7 @@ class Sweeper:
 
     def _reservations(self) -> reservations.Reservations:
         """Blazar read again right before deciding on one node: a lease may have started since the snapshot."""
-        return reservations.live(self.connection.adapter("reservation"))
+        return reservations.live(self.connection.adapter("reservation"), self.project_names)
 
     def _fleet_size(self) -> int:
         """Nodes at the site now, for the breaker's percentage when no snapshot is at hand."""

@@ -43,12 +43,12 @@ class FreshnessCollector(Collector):
         )
         requests = GaugeMetricFamily(
             "hammersmith_snapshot_requests",
-            "HTTP requests the latest snapshot made, per service (constant but for pages; keystone: the login).",
+            "HTTP requests the latest snapshot made, per service (constant but for pages; keystone: login, projects).",
             labels=["site", "service"],
         )
         up = GaugeMetricFamily(
             "hammersmith_service_up",
-            "1 when the last cycle could read the service (keystone: log in), else 0.",
+            "1 when the last cycle could read the service (keystone: log in and list projects), else 0.",
             labels=["site", "service"],
         )
         cycles = CounterMetricFamily(
@@ -70,7 +70,9 @@ class FreshnessCollector(Collector):
             snap = view.snapshot
             failed = view.last_result == "failed"
             if view.login_ok is not None and (view.login_ok is False or (snap and snap.requests.get("keystone"))):
-                up.add_metric([site, "keystone"], 1 if view.login_ok else 0)
+                # one series for keystone: the login worked and, if it was read, the projects were listed
+                listed = snap is None or "keystone" not in snap.incomplete
+                up.add_metric([site, "keystone"], 1 if view.login_ok and listed else 0)
             if snap is None:
                 continue
             timestamp.add_metric([site], snap.started_at.timestamp())
@@ -81,7 +83,8 @@ class FreshnessCollector(Collector):
                 if read.status == "absent":
                     continue
                 service_seconds.add_metric([site, service], read.seconds)
-                up.add_metric([site, service], 0 if failed or read.status != "ok" else 1)
+                if service != "keystone":  # its series is the login's, above
+                    up.add_metric([site, service], 0 if failed or read.status != "ok" else 1)
             for service, count in sorted(snap.requests.items()):
                 requests.add_metric([site, service], count)
         yield from (timestamp, age, duration, complete, service_seconds, requests, up, cycles, schedule)
