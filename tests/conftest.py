@@ -30,8 +30,9 @@ from hammersmith.testbed.ironic import Ironic, State, free_port
 
 TESTBED_NODES = 30
 KEYSTONE_TESTBED_NODES = 10
-#: a nova-compute per node (~130 MB each): enough nodes for the full-tier tests to each take their own
-FULL_TESTBED_NODES = 6
+#: a nova-compute per node (~100 MB each): enough for the full-tier tests to each take nodes of their own (seven
+#: keep their faults; the others are healed and released) and one left for the smoke
+FULL_TESTBED_NODES = 8
 #: fixtures that start a real service, and the marker every test using one (directly or not) gets
 SERVICE_MARKERS = {
     "testbed": "integration",

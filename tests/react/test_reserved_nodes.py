@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hammersmith.detect.reservations import UNKNOWN
 from hammersmith.testbed import blazar, lifecycle
 from hammersmith.testbed.faults import USER_PROJECT, Injector
 from hammersmith.testbed.fleet import connect
@@ -87,22 +88,24 @@ def test_a_node_in_an_active_or_imminent_lease_is_left_alone_with_its_lease_name
             api.delete(f"/leases/{made['id']}")
 
 
-def test_a_blazar_that_cannot_be_read_stops_every_action_on_the_nodes_it_could_own(
-    full_testbed: Testbed, inj: Injector, tmp_path: Path
-) -> None:
+def test_a_blazar_that_cannot_be_read_stops_every_action(full_testbed: Testbed, inj: Injector, tmp_path: Path) -> None:
+    """Blazar down: `check` names every node Blazar could own as unknown and exits 3 (an incomplete snapshot), and
+    the sweep refuses the action at its live re-read of Blazar; once Blazar is back the node is nobody's, and is
+    fixed."""
     (node,) = inj.targets(FAULT, 1)
     inj.inject(FAULT, [node])
     path = config(tmp_path)
     lifecycle.stop_service(full_testbed.workdir, "blazar")
     try:
-        report = run(full_testbed, path, "check")
-        assert "Blazar could not be read" in report["hands_off"][node]
+        checked = hammersmith("--config", str(path), "check", "--json", cwd=full_testbed.workdir)
+        assert checked.returncode == 3 and "snapshot of site 'full' is incomplete: blazar" in checked.stderr
+        assert json.loads(checked.stdout)["hands_off"][node] == UNKNOWN
         swept = run(full_testbed, path, "sweep", "--apply")
         (action,) = [a for a in swept["actions"] if a["node"] == node]
-        assert action["outcome"] in ("refused", "skipped") and "Blazar could not be read" in action["reason"]
+        assert (action["outcome"], action["reason"]) == ("refused", UNKNOWN)
         assert inj.bm.get_node(node).provision_state == "clean failed"
     finally:
         lifecycle.start_service(full_testbed.workdir, "blazar")
-    swept = run(full_testbed, path, "sweep", "--apply")  # Blazar is back: the node is nobody's, and is fixed
+    swept = run(full_testbed, path, "sweep", "--apply")
     assert node in {a["node"] for a in swept["actions"] if a["outcome"] == "fixed"}
     assert inj.bm.get_node(node).provision_state == "manageable"

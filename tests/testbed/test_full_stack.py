@@ -102,6 +102,7 @@ def test_a_lease_start_that_fails_leaves_the_lease_in_error_and_the_host_in_the_
     assert lease["project_id"] == inj.user_project_id()
     freepool = inj.cloud.compute.find_aggregate(blazar.FREEPOOL, ignore_missing=False)
     assert inj.compute_host(inj.bm.get_node(node).id) in freepool.hosts  # the next lease of it can start
+    inj.release(node)
 
 
 def test_a_launch_failure_is_a_server_in_error_of_the_named_project(inj: Injector) -> None:
@@ -142,6 +143,7 @@ def test_a_disabled_compute_host_is_made_not_reservable_by_blazars_monitor_and_b
     while not reservable():
         assert time.monotonic() < deadline, "Blazar's monitor did not make the host reservable again"
         time.sleep(1)
+    inj.release(node)
 
 
 def test_an_undead_instance_is_deployed_in_ironic_and_gone_from_nova(inj: Injector) -> None:

@@ -291,6 +291,12 @@ class Injector:
             return [f"{name}-{taken + k}" for k in range(1, count + 1)]
         return self.pick(count)
 
+    def release(self, *names: str) -> None:
+        """Forget the faults of nodes a test has healed again, so `pick` may hand them out anew."""
+        for name in names:
+            self.state.faults.pop(name, None)
+        self.ironic.save_state(self.state)
+
     def inject(self, name: str, nodes: list[str], combine: str | None = None) -> None:
         """Apply a fault (optionally after another one) to several nodes concurrently."""
         steps = [FAULTS[combine], FAULTS[name]] if combine else [FAULTS[name]]
