@@ -26,6 +26,7 @@ import pytest
 from psycopg import sql
 
 from hammersmith.testbed import fleet, lifecycle
+from hammersmith.testbed.faults import Injector
 from hammersmith.testbed.ironic import Ironic, State, free_port
 
 TESTBED_NODES = 30
@@ -117,6 +118,19 @@ def full_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         yield Testbed(workdir, state)
     finally:
         lifecycle.down(workdir)
+
+
+@pytest.fixture
+def inj(full_testbed: Testbed) -> Iterator[Injector]:
+    """Fault injection into the full tier, as its admin (the testbed's own access, never hammersmith's)."""
+    ironic = Ironic(lifecycle.testbed_dir(full_testbed.workdir))
+    state = ironic.load_state()
+    assert state is not None
+    admin = fleet.connect(state)
+    try:
+        yield Injector(admin, ironic, state)
+    finally:
+        admin.close()
 
 
 def hammersmith(

@@ -22,10 +22,9 @@ import pytest
 import yaml
 
 from hammersmith.cli.rules import RULES_DIR
-from hammersmith.testbed import blazar, lifecycle
+from hammersmith.testbed import blazar
 from hammersmith.testbed.faults import USER_PROJECT, Injector
-from hammersmith.testbed.fleet import connect
-from hammersmith.testbed.ironic import CLOUD_NAME, Ironic, free_port
+from hammersmith.testbed.ironic import CLOUD_NAME, free_port
 from hammersmith.testbed.prometheus import Prometheus, missing_binaries
 from tests.conftest import Testbed
 from tests.testbed.test_full_tier import INSTALLED
@@ -36,18 +35,6 @@ pytestmark = [
 ]
 SITE = "full"
 WINDOW = "20s"
-
-
-@pytest.fixture
-def inj(full_testbed: Testbed) -> Iterator[Injector]:
-    ironic = Ironic(lifecycle.testbed_dir(full_testbed.workdir))
-    state = ironic.load_state()
-    assert state is not None
-    admin = connect(state)
-    try:
-        yield Injector(admin, ironic, state)
-    finally:
-        admin.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ stops every action on nodes it could own. hammersmith logs in with its least-pri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,12 @@ import yaml
 from hammersmith.detect.reservations import UNKNOWN
 from hammersmith.testbed import blazar, lifecycle
 from hammersmith.testbed.faults import USER_PROJECT, Injector
-from hammersmith.testbed.fleet import connect
-from hammersmith.testbed.ironic import CLOUD_NAME, Ironic
+from hammersmith.testbed.ironic import CLOUD_NAME
 from tests.conftest import Testbed, hammersmith
 from tests.testbed.test_full_tier import INSTALLED
 
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="not installed: mariadb-server, rabbitmq-server")
 HAMMER = FAULT = "clean-failed"
-
-
-@pytest.fixture
-def inj(full_testbed: Testbed) -> Iterator[Injector]:
-    ironic = Ironic(lifecycle.testbed_dir(full_testbed.workdir))
-    state = ironic.load_state()
-    assert state is not None
-    admin = connect(state)
-    try:
-        yield Injector(admin, ironic, state)
-    finally:
-        admin.close()
 
 
 def config(directory: Path) -> Path:
@@ -107,5 +93,5 @@ def test_a_blazar_that_cannot_be_read_stops_every_action(full_testbed: Testbed, 
     finally:
         lifecycle.start_service(full_testbed.workdir, "blazar")
     swept = run(full_testbed, path, "sweep", "--apply")
-    assert node in {a["node"] for a in swept["actions"] if a["outcome"] == "fixed"}
+    assert node in {a["node"] for a in swept["actions"] if a["outcome"] == "fixed"}, swept
     assert inj.bm.get_node(node).provision_state == "manageable"

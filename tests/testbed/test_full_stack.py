@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from hammersmith.testbed import blazar, faults, lifecycle, nova
 from hammersmith.testbed.faults import Injector
-from hammersmith.testbed.fleet import connect
-from hammersmith.testbed.ironic import Ironic
 from tests.conftest import FULL_TESTBED_NODES, Testbed
 from tests.testbed.test_full_tier import INSTALLED, processes
 from tests.testbed.test_infra import listening_ports, loopback_only, rss_mb
@@ -20,18 +17,6 @@ from tests.testbed.test_infra import listening_ports, loopback_only, rss_mb
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="not installed: mariadb-server, rabbitmq-server")
 #: the budget `docs/testbed.md` gives the whole tier
 MEMORY_BUDGET_MB = 3072
-
-
-@pytest.fixture
-def inj(full_testbed: Testbed) -> Iterator[Injector]:
-    ironic = Ironic(lifecycle.testbed_dir(full_testbed.workdir))
-    state = ironic.load_state()
-    assert state is not None
-    admin = connect(state)
-    try:
-        yield Injector(admin, ironic, state)
-    finally:
-        admin.close()
 
 
 def cpu_seconds(pids: set[int]) -> float:

@@ -133,26 +133,17 @@ def test_placement_has_one_provider_per_node_with_its_resource_class(tier: Tier)
 
 @pytest.mark.timeout(300)
 def test_a_server_boots_onto_an_ironic_node_and_its_deletion_makes_the_node_available(tier: Tier) -> None:
-    """Flavor `baremetal` asks for one unit of node-001's resource class and nothing else; the image is
-    a 1 MiB raw file in Glance; the network is the testbed's Neutron network, with the subnet `up` gave it."""
+    """The flavor `up` made for node-001's resource class asks for one unit of it and nothing else; the image
+    `up` put in Glance is a 1 MiB raw file; the network is the testbed's Neutron network, with the subnet `up`
+    gave it."""
     resource_class = next(n["resource_class"] for n in tier.nodes.values() if n["name"] == fleet.node_name(1))
     conn = tier.admin()
     admin = fleet.connect(tier.state)
     try:
         assert [s.cidr for s in admin.network.subnets(network_id=tier.state.network_id)] == [lifecycle.SUBNET]
-        flavor = conn.compute.create_flavor(name="baremetal", ram=1024, vcpus=1, disk=10)
-        conn.compute.create_flavor_extra_specs(
-            flavor,
-            {
-                f"resources:CUSTOM_{resource_class.upper()}": "1",
-                "resources:VCPU": "0",
-                "resources:MEMORY_MB": "0",
-                "resources:DISK_GB": "0",
-            },
-        )
-        image = conn.image.create_image(
-            name="hammersmith-raw", data=os.urandom(1024 * 1024), disk_format="raw", container_format="bare"
-        )
+        flavor = conn.compute.find_flavor(nova.flavor_name(resource_class), ignore_missing=False, get_extra_specs=True)
+        assert flavor.extra_specs[f"resources:CUSTOM_{resource_class.upper()}"] == "1"
+        image = conn.image.find_image(nova.IMAGE, ignore_missing=False)
         started = time.monotonic()
         server = conn.compute.create_server(
             name="bm-1", flavor_id=flavor.id, image_id=image.id, networks=[{"uuid": tier.state.network_id}]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -142,11 +141,8 @@ class Blazar:
         return {"api": pids["api"], "manager": pids["manager"]}
 
     def stop(self, pids: dict[str, int]) -> None:
-        """Both processes by PID, at once, only while each is still the one started here."""
-        ours = [pid for pid in pids.values() if process.owned(pid, self.dir)]
-        if ours:
-            with ThreadPoolExecutor(len(ours)) as pool:
-                list(pool.map(process.stop, ours))
+        """Every process by its PID, at once, each only while it is still the one started here."""
+        process.stop_owned(pids.values(), self.dir)
 
 
 def client(conn: Connection) -> ks_adapter.Adapter:

@@ -225,7 +225,9 @@ def _nova_ready(workdir: Path, state: State) -> None:
 
 
 def _start_blazar(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
-    """Fresh: its MariaDB database, RabbitMQ's transport URL, the schema. The API's PID first."""
+    """Fresh: its MariaDB database, RabbitMQ's transport URL, the schema. The API's PID first. Started once a
+    read answers: the API hands every read to the manager over RPC, and a manager not yet listening holds the
+    request until it is (a `testbed start blazar` followed at once by a read got nothing for a minute)."""
     server = Blazar(service_dir(workdir, "blazar"))
     if fresh:
         assert state.auth_url is not None
@@ -234,7 +236,18 @@ def _start_blazar(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
         database = database_url(workdir, state, "blazar") or ""
         keystone_port = _port(state, "keystone")
         server.prepare(state.auth_url, keystone_port, state.passwords[blazar.USER], database, broker.transport_url)
-    return server.start(_port(state, "blazar"))
+    pids = server.start(_port(state, "blazar"))
+    try:  # its API answers every read through the manager (RPC): ready once the manager answers too
+        assert state.auth_url is not None
+        conn = keystone.admin(state.auth_url, state.passwords["admin"])
+        try:
+            blazar.client(conn).get("/os-hosts")
+        finally:
+            conn.close()
+    except BaseException:
+        server.stop(pids)
+        raise
+    return pids
 
 
 def _blazar_hosts(workdir: Path, state: State) -> None:

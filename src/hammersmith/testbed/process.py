@@ -6,7 +6,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -190,6 +191,15 @@ def stop(pid: int | None, timeout: float = 10.0, hard: bool = False) -> None:
                 return
             time.sleep(0.1)
     raise TestbedError(f"process group {pid} did not stop, even after SIGKILL")
+
+
+def stop_owned(pids: Iterable[int | None], directory: Path) -> None:
+    """Stop a service's processes by PID, all at once (each shuts down gracefully for seconds), each only while it
+    is still the one started in `directory`."""
+    ours = [pid for pid in pids if owned(pid, directory)]
+    if ours:
+        with ThreadPoolExecutor(len(ours)) as pool:
+            list(pool.map(stop, ours))
 
 
 def tail(log: Path, lines: int = 15) -> str:
