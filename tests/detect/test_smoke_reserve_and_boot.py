@@ -23,7 +23,6 @@ from tests.conftest import Testbed, hammersmith
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 STEPS = ["lease-active", "boot-active", "delete", "lease-end"]
-#: docs/config.md: hosts, allocations and every project's leases to the `service` role
 
 
 def node(name: str, **fields: Any) -> dict[str, Any]:
