@@ -173,8 +173,7 @@ def test_hosts_blazar_finds_down_fire_per_node_type_and_resolve(prometheus: Prom
     inj.inject("host-not-reservable", [node])
     (alert,) = wait("BlazarHostsNotReservable", lambda: alerts(prometheus, "BlazarHostsNotReservable"))
     assert alert["labels"]["node_type"] == found.resource_class and float(alert["value"]) == 1
-    host = inj.compute_host(found.id)
-    service = next(s for s in inj.cloud.compute.services(binary="nova-compute") if s.host == host)
-    inj.cloud.compute.enable_service(service, host, service.binary)
+    service = inj.compute_service(found.id)
+    inj.cloud.compute.enable_service(service, service.host, service.binary)
     wait("BlazarHostsNotReservable to resolve", lambda: not alerts(prometheus, "BlazarHostsNotReservable"))
     inj.release(node)

@@ -113,21 +113,13 @@ def test_a_disabled_compute_host_is_made_not_reservable_by_blazars_monitor_and_b
     (node,) = inj.targets("host-not-reservable", 1)
     inj.inject("host-not-reservable", [node])  # waits until Blazar says so
     node_id = inj.bm.get_node(node).id
-    api = blazar.client(inj.cloud)
-
-    def reservable() -> bool:
-        return bool(
-            next(h for h in api.get("/os-hosts").json()["hosts"] if h["hypervisor_hostname"] == node_id)["reservable"]
-        )
-
-    assert not reservable()
-    host = inj.compute_host(node_id)
-    service = next(s for s in inj.cloud.compute.services(binary="nova-compute") if s.host == host)
-    inj.cloud.compute.enable_service(service, host, service.binary)
-    deadline = time.monotonic() + 60
-    while not reservable():
-        assert time.monotonic() < deadline, "Blazar's monitor did not make the host reservable again"
-        time.sleep(1)
+    host = next(
+        h for h in blazar.client(inj.cloud).get("/os-hosts").json()["hosts"] if h["hypervisor_hostname"] == node_id
+    )
+    assert not host["reservable"]
+    service = inj.compute_service(node_id)
+    inj.cloud.compute.enable_service(service, service.host, service.binary)
+    inj.wait_reservable(node_id, True)
     inj.release(node)
 
 
@@ -137,8 +129,7 @@ def test_an_undead_instance_is_deployed_in_ironic_and_gone_from_nova(inj: Inject
     found = inj.bm.get_node(node)
     assert found.provision_state == "active" and found.instance_id
     assert inj.cloud.compute.find_server(found.instance_id, all_projects=True) is None
-    services = {s.host: s for s in inj.cloud.compute.services(binary="nova-compute")}
-    assert not services[inj.compute_host(found.id)].is_forced_down  # the compute service is back
+    assert not inj.compute_service(found.id).is_forced_down  # the compute service is back
 
 
 def test_a_neutron_port_holds_the_mac_of_an_ironic_port(inj: Injector) -> None:

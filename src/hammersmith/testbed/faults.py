@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import openstack
 from keystoneauth1 import adapter as ks_adapter
 from openstack.compute.v2.server import Server
+from openstack.compute.v2.service import Service
 from openstack.connection import Connection
 
 from hammersmith.errors import TestbedError
@@ -196,9 +197,26 @@ class Injector:
         return openstack.connect(load_yaml_config=False, load_envvars=False, auth_type="v3password", auth=auth)
 
     def user_blazar(self) -> ks_adapter.Adapter:
-        conn = self.user()
-        self.conn._conns.append(conn)  # closed with the admin's
-        return blazar.client(conn)
+        return blazar.client(self.conn.keep(self.user()))
+
+    def compute_service(self, node_id: str) -> Service:
+        """The nova-compute service that manages a node."""
+        host = self.compute_host(node_id)
+        return next(s for s in self.cloud.compute.services(binary="nova-compute") if s.host == host)
+
+    def wait_reservable(self, node_id: str, reservable: bool) -> None:
+        """Until Blazar lists the node's host as (not) reservable: its monitor polls Nova every few seconds."""
+        api = blazar.client(self.cloud)
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while True:
+            hosts = api.get("/os-hosts").json()["hosts"]
+            if bool(next(h for h in hosts if h["hypervisor_hostname"] == node_id)["reservable"]) == reservable:
+                return
+            if time.monotonic() > deadline:
+                raise TestbedError(
+                    f"Blazar's host {node_id}: reservable is not {reservable} after {WAIT_TIMEOUT:.0f} s"
+                )
+            time.sleep(1.0)
 
     def wait_for_lease(self, lease_id: str, status: str) -> dict:
         """Blazar's manager acts on lease events every 10 s."""
@@ -287,7 +305,7 @@ class Injector:
     def targets(self, name: str, count: int) -> list[str]:
         """What `count` injections of a fault break: picked nodes, or for a site fault new objects' names."""
         if FAULTS[name].target == "site":
-            taken = sum(FAULTS[name].name in f for f in self.state.faults.values())
+            taken = sum(name in f for f in self.state.faults.values())
             return [f"{name}-{taken + k}" for k in range(1, count + 1)]
         return self.pick(count)
 
@@ -433,7 +451,8 @@ def operator_maintenance(inj: Injector, node: str) -> None:
     needs=("blazar",),
 )
 def lease_start_failed(inj: Injector, node: str) -> None:
-    node_id, node_type = inj.bm.get_node(node).id, inj.bm.get_node(node).resource_class
+    found = inj.bm.get_node(node)
+    node_id, node_type = found.id, found.resource_class
     host = inj.compute_host(node_id)
     freepool = inj.cloud.compute.find_aggregate(blazar.FREEPOOL, ignore_missing=False)
     inj.cloud.compute.remove_host_from_aggregate(freepool, host)
@@ -494,18 +513,10 @@ def retired_reservable(inj: Injector, node: str) -> None:
     needs=("blazar",),
 )
 def host_not_reservable(inj: Injector, node: str) -> None:
-    found = inj.bm.get_node(node)
-    host = inj.compute_host(found.id)
-    service = next(s for s in inj.cloud.compute.services(binary="nova-compute") if s.host == host)
-    inj.cloud.compute.disable_service(service, host, service.binary, disabled_reason="PDU replacement, rack C4")
-    api = blazar.client(inj.cloud)
-    deadline = time.monotonic() + WAIT_TIMEOUT
-    while next(h for h in api.get("/os-hosts").json()["hosts"] if h["hypervisor_hostname"] == found.id)["reservable"]:
-        if time.monotonic() > deadline:
-            raise TestbedError(
-                f"Blazar still lists {node} as reservable {WAIT_TIMEOUT:.0f} s after its host was disabled"
-            )
-        time.sleep(1.0)
+    node_id = inj.bm.get_node(node).id
+    service = inj.compute_service(node_id)
+    inj.cloud.compute.disable_service(service, service.host, service.binary, disabled_reason="PDU replacement, rack C4")
+    inj.wait_reservable(node_id, False)
 
 
 @fault(
@@ -519,7 +530,7 @@ def undead_instance(inj: Injector, node: str) -> None:
     server = inj.boot(node, f"experiment-{node}")
     # a compute service that is down: Nova deletes the server in its own database only (a "local delete"),
     # and Ironic keeps the node deployed for it
-    service = next(s for s in inj.cloud.compute.services(binary="nova-compute") if s.host == inj.compute_host(node_id))
+    service = inj.compute_service(node_id)
     inj.cloud.compute.update_service_forced_down(service, service.host, service.binary, True)
     try:
         inj.cloud.compute.delete_server(server)

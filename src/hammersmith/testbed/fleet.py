@@ -40,9 +40,9 @@ class Admin:
             auth = {"auth_type": "none", "baremetal_endpoint_override": self.state.url}
             if self.state.neutron_url:
                 auth["network_endpoint_override"] = self.state.neutron_url
-        conn = openstack.connect(load_yaml_config=False, load_envvars=False, baremetal_api_version="1", **auth)
-        self._conns.append(conn)
-        return conn
+        return self.keep(
+            openstack.connect(load_yaml_config=False, load_envvars=False, baremetal_api_version="1", **auth)
+        )
 
     @cached_property
     def baremetal(self) -> BaremetalProxy:
@@ -56,6 +56,11 @@ class Admin:
     @cached_property
     def network(self) -> NetworkProxy:
         return self.project.network
+
+    def keep(self, conn: Connection) -> Connection:
+        """Another login (a user's) to close with these."""
+        self._conns.append(conn)
+        return conn
 
     def close(self) -> None:
         for conn in self._conns:
