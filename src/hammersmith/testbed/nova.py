@@ -284,17 +284,22 @@ class Nova:
         return self.dir / f"nova-{name}.stdout"
 
     def wait_for_hypervisors(self, conn: Connection, nodes: int, timeout: float = 120.0) -> dict[str, str]:
-        """Wait until Nova lists `nodes` Ironic nodes as hypervisors: node id -> compute host. Nova lists a
-        node only once the scheduler has mapped its compute host into the cell (every DISCOVER_HOSTS_INTERVAL),
-        so a listed node can be booted. `conn`: an admin of Nova."""
+        """Wait until Nova lists `nodes` Ironic nodes as hypervisors, each with its Placement provider: node id ->
+        compute host. Nova lists a node only once the scheduler has mapped its compute host into the cell (every
+        DISCOVER_HOSTS_INTERVAL), and its provider may come one Placement update later (two computes racing to
+        create one resource class: the loser's provider comes UPDATE_RESOURCES_INTERVAL later); only then can
+        the node be booted, and Blazar enrol it (it hangs its own provider under the node's). `conn`: an admin
+        of Nova and Placement."""
         deadline = time.monotonic() + timeout
         while True:
             found = {h.name: h.service_details["host"] for h in conn.compute.hypervisors(details=True)}
-            if len(found) >= nodes:
+            providers = {p.name for p in conn.placement.resource_providers()}
+            if len(found) >= nodes and set(found) <= providers:
                 return found
             if time.monotonic() > deadline:
                 raise TestbedError(
-                    f"Nova lists {len(found)} of {nodes} Ironic nodes after {timeout:.0f} s",
+                    f"Nova lists {len(found)} of {nodes} Ironic nodes, {len(set(found) & providers)} with their "
+                    f"Placement provider, after {timeout:.0f} s",
                     hint="\n".join(process.tail(self.dir / f"nova-compute-{i}.log", 5) for i in self.computes),
                 )
             time.sleep(1.0)
