@@ -117,6 +117,25 @@ class Policy(_Strict):
         max_length=256,
         description="a Blazar lease whose name this regex matches (anywhere) is operators' maintenance",
     )
+    idle_lease_hours: float = Field(
+        6, gt=0, le=8760, description="a lease active this long with no instance on its nodes is idle: owner told"
+    )
+    idle_lease_grace_hours: float = Field(
+        3, gt=0, le=8760, description="an idle lease still idle this long after its owner was told is ended"
+    )
+    lease_reminder_hours: float = Field(
+        24, gt=0, le=8760, description="a lease's owner is told once, this long before the lease starts"
+    )
+    floating_ip_grace_hours: float = Field(
+        72, ge=0, le=87_600, description="an unassociated floating IP older than this (and unchanged) is reaped"
+    )
+    keep_tags: list[str] = Field(
+        default_factory=lambda: ["keep"], description="a floating IP with one of these Neutron tags is never reaped"
+    )
+    excluded_projects: list[str] = Field(
+        default_factory=list,
+        description="project names or IDs whose leases and floating IPs the reapers leave alone (staff, maintenance)",
+    )
 
     @field_validator("hammers", mode="before")
     @classmethod
@@ -179,6 +198,51 @@ class Smoke(_Strict):
     reports_dir: Path = Field(Path("smoke-reports"), description="CTRF and JUnit files; relative to state_dir")
 
 
+class Notices(_Strict):
+    """Notices to users (lease owners): sent once each through Apprise, to the e-mail Keystone has for them."""
+
+    url: str | None = Field(
+        None,
+        description="Apprise URL with an {email} placeholder for the recipient, e.g. "
+        "mailtos://user:pass@smtp.example.org?from=ops@example.org&to={email} (secret); unset: nothing is sent",
+    )
+    timezone: str = Field("UTC", description="IANA time zone that times in notices are also shown in")
+    operators: str | None = Field(None, description="who users may reply to, named in every notice")
+
+    @field_validator("url")
+    @classmethod
+    def _has_recipient(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if "{email}" not in url:
+            raise ValueError("the URL needs an {email} placeholder where each recipient's address goes")
+        return _apprise_url(url)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, zone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {zone!r} (e.g. America/Chicago, Europe/Paris, UTC)") from None
+        return zone
+
+
+class Replica(_Strict):
+    """A MariaDB/MySQL replica the mysql-replication hammer watches and, for a transient cause, restarts."""
+
+    name: str = Field(min_length=1, max_length=64, description="the replica's name in findings and the ledger")
+    host: str = Field("127.0.0.1")
+    port: int = Field(3306, ge=1, le=65_535)
+    user: str = Field(min_length=1, description="least privilege: REPLICATION SLAVE ADMIN and SLAVE MONITOR only")
+    password_file: Path = Field(description="file holding the account's password (a secret: never in this file)")
+    instance: str | None = Field(
+        None, description="the mysqld exporter's `instance` label for this replica (alerts find the replica by it)"
+    )
+
+
 def _apprise_url(url: str) -> str:
     """Apprise picks the service by the scheme; without one nothing is sent, and the logs could only show the URL."""
     if not APPRISE_SCHEME.match(url):
@@ -206,6 +270,12 @@ class Site(_Strict):
     )
     probes: Probes = Field(default_factory=Probes)
     smoke: Smoke = Field(default_factory=Smoke)
+    notices: Notices = Field(default_factory=Notices)
+    provisioning_networks: list[str] = Field(
+        default_factory=list,
+        description="Neutron networks (names or IDs) Ironic provisions and cleans on: conflicting-macs looks there",
+    )
+    replicas: list[Replica] = Field(default_factory=list)
 
     @field_validator("alerts")
     @classmethod
