@@ -33,6 +33,7 @@ from hammersmith.testbed import blazar, fleet, nova, process
 from hammersmith.testbed.fleet import WORKERS, Admin, wait_for
 from hammersmith.testbed.ironic import DEAD_ENDPOINT, Ironic, State
 from hammersmith.testbed.neutron import Neutron
+from hammersmith.testbed.replication import DATABASE, SERVICE, TABLE, Replication
 
 OPERATOR_REASON = "Replacing DIMM B2, ticket OPS-1432 (jdoe)"
 #: the users' project (and its member) whose launches and leases the full tier's faults make
@@ -580,3 +581,56 @@ def idle_floating_ip(inj: Injector, name: str) -> None:
         inj.conn.network.create_ip(
             floating_network_id=public, project_id=inj.user_project_id(), description=f"{name}: left behind"
         )
+
+
+# -- MariaDB replication (`testbed up --with replication`): a replica whose threads stop ---------------------
+
+
+def _replication(inj: Injector) -> Replication:
+    """The testbed's primary, replica and exporter, once both replication threads run: a fault starts from a
+    healthy replica (with its IO thread stopped, the primary's duplicate row would never reach it)."""
+    server = Replication(inj.ironic.dir / SERVICE)
+    status = server.slave_status()
+    io, sql = status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")
+    if (io, sql) != ("Yes", "Yes"):
+        raise TestbedError(
+            f"the testbed's replica is not replicating (IO thread: {io}, SQL thread: {sql})",
+            hint="heal it first (START SLAVE once the cause is gone), or 'testbed down' and 'up' again",
+        )
+    return server
+
+
+@fault(
+    "replication-connection-lost",
+    "the replica's IO thread stopped with a connection error: its primary went away (started again since)",
+    in_demo=False,
+    needs=("replication",),
+    target="site",
+)
+def replication_connection_lost(inj: Injector, name: str) -> None:
+    server = _replication(inj)
+    pids = inj.state.pids_of(SERVICE)
+    server.primary.stop(pids["primary"])  # by PID; the replica retries a few times, then its IO thread stops
+    try:
+        server.wait_stopped("IO")
+    finally:  # the primary is back: starting replication again would succeed, but nothing does it
+        pids["primary"] = server.primary.start(inj.state.services[SERVICE]["ports"]["primary"])
+        inj.state.set_pid(SERVICE, {each: pid for each, pid in pids.items() if pid is not None})
+        inj.ironic.save_state(inj.state)
+
+
+@fault(
+    "replication-duplicate-key",
+    "the replica's SQL thread stopped on error 1062: a row written on the replica, then the same key on the primary",
+    in_demo=False,
+    needs=("replication",),
+    target="site",
+)
+def replication_duplicate_key(inj: Injector, name: str) -> None:
+    server = _replication(inj)
+    table = f"`{DATABASE}`.`{TABLE}`"
+    newest = f"SELECT COALESCE(MAX(id), 0) FROM {table}"
+    key = 1 + max(int(server.primary.sql(newest).split()[-1]), int(server.replica.sql(newest).split()[-1]))
+    server.replica.sql(f"INSERT INTO {table} VALUES ({key}, 'written on the replica by hand ({name})')")
+    server.primary.sql(f"INSERT INTO {table} VALUES ({key}, 'written on the primary ({name})')")
+    server.wait_stopped("SQL")

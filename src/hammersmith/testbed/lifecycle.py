@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from hammersmith.errors import TestbedError
-from hammersmith.testbed import blazar, fleet, glance, keystone, neutron, nova, placement, process
+from hammersmith.testbed import blazar, fleet, glance, keystone, neutron, nova, placement, process, replication
 from hammersmith.testbed.blazar import BLAZAR_VERSION, Blazar
 from hammersmith.testbed.faults import FAULTS, SCENARIOS, Injector
 from hammersmith.testbed.glance import GLANCE_VERSION, Glance
@@ -34,6 +34,7 @@ from hammersmith.testbed.neutron import NEUTRON_VERSION, PHYSNET, Neutron
 from hammersmith.testbed.nova import NOVA_VERSION, Nova
 from hammersmith.testbed.placement import PLACEMENT_VERSION, Placement
 from hammersmith.testbed.rabbitmq import RabbitMQ
+from hammersmith.testbed.replication import Replication
 
 MARKER = "# written by 'hammersmith testbed up'"
 #: `--with full`: every service of the registry
@@ -83,6 +84,9 @@ class Service:
     stop: Stop = _stop_group
     #: where its process works, under its directory (`process.owned`): mariadbd changes into its datadir
     cwd: str = ""
+    #: a process of a service of several that works elsewhere: process name -> its directory under the service's
+    #: (the replication tier's two mariadbd each change into a datadir of their own)
+    cwds: Mapping[str, str] = field(default_factory=dict)
     #: its URL is <scheme>://127.0.0.1:<port><path>
     scheme: str = "http"
     path: str = ""
@@ -261,6 +265,19 @@ def _blazar_hosts(workdir: Path, state: State) -> None:
         admin.close()
 
 
+def _start_replication(workdir: Path, state: State, fresh: bool) -> dict[str, int]:
+    """A MariaDB primary and its replica, and an exporter watching the replica: the service's port is the
+    replica's; fresh, the primary and the exporter get free ports of their own, kept beside it (the replica's
+    CHANGE MASTER names the primary's port, so a restart keeps them)."""
+    server = Replication(service_dir(workdir, replication.SERVICE))
+    entry = state.services[replication.SERVICE]
+    if fresh:
+        server.prepare()
+        taken = {state.port, *(service["port"] for service in state.services.values())}
+        entry["ports"] = {"primary": _taken_free_port(taken), "exporter": _taken_free_port(taken)}
+    return server.start({"replica": entry["port"], **entry["ports"]}, fresh)
+
+
 #: every service `testbed up --with` can add to Ironic, in start order
 SERVICES: dict[str, Service] = {
     "mariadb": Service(
@@ -269,6 +286,14 @@ SERVICES: dict[str, Service] = {
         _start_mariadb,
         stop=lambda directory, pid: MariaDB(directory).stop(pid),
         cwd="data",
+        scheme="mysql",
+    ),
+    replication.SERVICE: Service(
+        "MariaDB primary and replica, mysqld_exporter",
+        15,
+        _start_replication,
+        stop=lambda directory, pid: Replication(directory).stop_one(pid),
+        cwds=replication.CWDS,
         scheme="mysql",
     ),
     "rabbitmq": Service(
@@ -480,7 +505,8 @@ def own_processes(ironic: Ironic, state: State) -> dict[str, tuple[int | None, P
             processes["Ironic"] = (state.pid, ironic.dir)
             continue
         for each, pid in state.pids_of(name).items():
-            processes[name if each == name else f"{name} {each}"] = (pid, ironic.dir / name / SERVICES[name].cwd)
+            cwd = SERVICES[name].cwds.get(each, SERVICES[name].cwd)
+            processes[name if each == name else f"{name} {each}"] = (pid, ironic.dir / name / cwd)
     return processes
 
 
@@ -548,10 +574,13 @@ def write_client_files(workdir: Path, state: State) -> None:
     config_file = workdir / "hammersmith.yaml"
     if config_file.exists() and not config_file.read_text().startswith(MARKER):
         return
+    site: dict[str, Any] = {"cloud": CLOUD_NAME}
+    if endpoints := replication.endpoints(testbed_dir(workdir).resolve(), state):
+        site["replicas"] = [endpoints.replica_config()]
     config_file.write_text(
         f"{MARKER}\n"
         "# the local testbed: one site, observe-only; see docs/config.md for every key\n"
-        + yaml.safe_dump({"state_dir": ".hammersmith", "sites": {SITE_NAME: {"cloud": CLOUD_NAME}}}, sort_keys=False)
+        + yaml.safe_dump({"state_dir": ".hammersmith", "sites": {SITE_NAME: site}}, sort_keys=False)
     )
 
 
