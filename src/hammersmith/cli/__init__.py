@@ -141,6 +141,7 @@ def _register_subcommands() -> None:
     from hammersmith.cli import detect as cli_detect
     from hammersmith.cli import incidents as cli_incidents
     from hammersmith.cli import lint as cli_lint
+    from hammersmith.cli import notices as cli_notices
     from hammersmith.cli import runbooks as cli_runbooks
 
     app.add_typer(testbed.app, name="testbed")
@@ -156,6 +157,7 @@ def _register_subcommands() -> None:
     app.add_typer(cli_incidents.app, name="incidents")
     app.add_typer(cli_runbooks.app, name="runbook")
     app.command("lint")(cli_lint.lint)
+    app.command("notices")(cli_notices.notices)
 
 
 _register_subcommands()

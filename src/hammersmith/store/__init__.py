@@ -24,6 +24,7 @@ from hammersmith.errors import StoreError
 from hammersmith.store.incidents import IncidentsMixin
 from hammersmith.store.ledger import LedgerMixin
 from hammersmith.store.models import ActionRow, Base, BreakerRow, Snapshot, SnapshotRow, SweepRow
+from hammersmith.store.notices import NoticesMixin
 
 __all__ = ["ActionRow", "BreakerRow", "SnapshotRow", "Store", "SweepRow", "open_store"]
 
@@ -97,7 +98,7 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Store(LedgerMixin, IncidentsMixin):
+class Store(LedgerMixin, IncidentsMixin, NoticesMixin):
     """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 
     def __init__(self, url: str, state_dir: Path | None = None) -> None:

@@ -373,3 +373,59 @@ class IncidentRow:
     def to_dict(self) -> dict[str, Any]:
         out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items() if k != "events"}
         return {**out, "events": [e.to_dict() for e in self.events]}
+
+
+NOTICE_STATUSES = ("pending", "sending", "sent", "failed", "no-recipient")
+
+
+class UserNotice(Base):
+    """A notice to a user (a lease's owner): what is (or would be) sent, to whom, and how it went; the unique
+    (site, key) makes "told once" a database guarantee."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("site", "key", name="uq_notices_site_key"),
+        Index("ix_notices_status_site", "status", "site"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    #: pending (previewed), sending (claimed by one sender), sent, failed, no-recipient
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    action_id: Mapped[int | None]
+
+
+@dataclass(frozen=True)
+class NoticeRow:
+    """A notice as read back: plain data, usable after its session has closed."""
+
+    id: int
+    site: str
+    key: str
+    kind: str
+    subject: str
+    recipients: list[str]
+    title: str
+    body: str
+    status: str
+    error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    action_id: int | None
+
+    @classmethod
+    def of(cls, row: UserNotice) -> NoticeRow:
+        values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name != "recipients"}
+        return cls(**values, recipients=list(row.recipients))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
