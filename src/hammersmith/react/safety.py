@@ -24,12 +24,13 @@ from urllib.parse import quote
 from openstack.connection import Connection
 from openstack.exceptions import ConflictException, NotFoundException, raise_from_response
 
+from hammersmith.cloud.connection import SiteConnection
 from hammersmith.cloud.snapshot import IRONIC_MICROVERSION, fault_text, server_date
 from hammersmith.config import Policy
 from hammersmith.detect.checks import node_time
 from hammersmith.detect.handsoff import OWN_REASON_PREFIX, TRANSIENT_STATES, hands_off, ironic_maintenance
 from hammersmith.detect.reservations import NONE, Reservations
-from hammersmith.react.hammers import Action, Hammer
+from hammersmith.react.hammers import Action, Hammer, Live
 from hammersmith.store import Store
 
 #: the node `extra` key holding attempt timestamps, so a lost database or another agent can't reset a budget
@@ -93,13 +94,15 @@ def attempts_in_node(node: dict[str, Any], hammer: str, since: datetime) -> int:
     return sum(1 for t in times if t >= since)
 
 
-def attempts(store: Store, site: str, hammer: str, node: dict[str, Any], policy: Policy, now: datetime) -> int:
-    """Attempts in the budget window: the larger of the ledger's count and the node's own record."""
+def attempts(
+    store: Store, site: str, hammer: Hammer, key: str, subject: dict[str, Any], policy: Policy, now: datetime
+) -> int:
+    """Attempts in the budget window: the ledger's count, or for a node the larger of it and the node's own record."""
     since = now - timedelta(days=policy.budget.window_days)
-    return max(
-        store.attempts(site=site, hammer=hammer, node_uuid=node["uuid"], since=since),
-        attempts_in_node(node, hammer, since),
-    )
+    counted = store.attempts(site=site, hammer=hammer.name, node_uuid=key, since=since)
+    if hammer.subject != "node":
+        return counted
+    return max(counted, attempts_in_node(subject, hammer.name, since))
 
 
 def record_attempt(conn: Connection, node: dict[str, Any], hammer: str, policy: Policy, now: datetime) -> bool:
@@ -162,15 +165,6 @@ def last_error(conn: Connection, node: dict[str, Any]) -> str:
 def short_error(exc: Exception) -> str:
     """The service's own words, without the SDK's URL preamble."""
     return str(getattr(exc, "details", None) or exc).splitlines()[0][:2000]
-
-
-@dataclass(frozen=True)
-class Live:
-    """A node as the API shows it now, its ports, and Ironic's clock at that moment."""
-
-    node: dict[str, Any]
-    ports: list[dict[str, Any]]
-    now: datetime
 
 
 def live_node(conn: Connection, uuid: str) -> dict[str, Any]:
@@ -293,16 +287,16 @@ def node_lock(store: Store, site: str, node_uuid: str, agent: str, ttl: int) -> 
 
 
 def recheck(
-    hammer: Hammer, action: Action, conn: Connection, policy: Policy, reservations: Reservations = NONE
+    hammer: Hammer, action: Action, site: SiteConnection, policy: Policy, reservations: Reservations = NONE
 ) -> Live:
-    """Re-fetch the node and its ports, re-check the rules and the finding on live data, on Ironic's clock
-    (`reservations`: Blazar read again just now)."""
+    """Re-read the subject (a node: with its ports), re-check the rules and the finding on live data, on the
+    service's clock (`reservations`: Blazar read again just now)."""
     try:
-        now = live(conn, action.node_uuid)
+        now = hammer.read(site, action.node_uuid)
     except NotFoundException:
-        raise Refused("node no longer exists") from None
-    may_touch(hammer, now.node, policy, now.now, history_for(conn, now.node), reservations)
-    if not hammer.matches(now.node, now.ports, policy, now.now):
+        raise Refused(f"{hammer.subject} no longer exists") from None
+    hammer.guard(now.node, policy, now.now, site.conn, reservations)
+    if not hammer.matches_live(now, policy):
         raise Refused("no longer applies on live data (someone else fixed it or it changed)")
     if not hammer.still_planned(action, now.node, now.ports):
         raise Refused("changed since it was checked: what was planned no longer matches the live node")

@@ -32,25 +32,13 @@ from hammersmith.detect import reservations
 from hammersmith.detect.checks import Finding, finding
 from hammersmith.react import hammers as registry
 from hammersmith.react import notify, safety
-from hammersmith.react.hammers import Action, Hammer
+from hammersmith.react.hammers import Action, Hammer, Live
 from hammersmith.store import Store
 from hammersmith.store.ledger import Denied, Guard, describe, stable
 from hammersmith.store.models import ActionRow, BreakerRow
 
 log = logging.getLogger(__name__)
 
-#: node fields kept as "before"/"after" in the ledger
-FIELDS = (
-    "provision_state",
-    "target_provision_state",
-    "maintenance",
-    "maintenance_reason",
-    "last_error",
-    "power_state",
-    "instance_uuid",
-    "fault",
-    "updated_at",
-)
 Outcome = Literal[
     "observed", "refused", "succeeded", "failed", "escalated", "fixed", "ineffective", "unverified", "reconciled"
 ]
@@ -58,10 +46,6 @@ Outcome = Literal[
 
 def agent_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def fields(node: dict[str, Any]) -> dict[str, Any]:
-    return {k: node.get(k) for k in FIELDS}
 
 
 @dataclass
@@ -172,9 +156,9 @@ class Sweeper:
             if not (safety.agent_gone(row.agent) or (row.started_at and row.started_at < stale_before)):
                 continue
             try:
-                after: dict[str, Any] | None = fields(safety.live_node(self.conn, row.node_uuid))
+                after: dict[str, Any] | None = self._state(row.hammer, row.node_uuid)
                 error = None
-            except Exception as exc:  # the node may be gone; the row must still be closed
+            except Exception as exc:  # the subject may be gone; the row must still be closed
                 after, error = None, f"live state unreadable: {exc}"
             self.store.finish_action(
                 row.id,
@@ -209,7 +193,6 @@ class Sweeper:
         """Detect with every hammer that is not off and has complete data; plan; apply the static guards."""
         hammers = {n: h for n, h in registry.load().items() if self.policy.mode(n) != "off"}
         candidates: list[tuple[Hammer, Action, dict[str, Any]]] = []
-        by_uuid = {n["uuid"]: n for n in snap.nodes}
         booked = reservations.of(snap)
         for name, hammer in hammers.items():
             if not snap.complete(*hammer.reads):
@@ -218,6 +201,7 @@ class Sweeper:
                 )
                 continue
             evaluated.add(name)
+            subjects = hammer.subjects(snap)
             for found in hammer.detect(snap, self.policy):
                 result.findings.append(found)
                 self.store.record_finding(
@@ -228,15 +212,13 @@ class Sweeper:
                     summary=found.summary,
                     detail=found.detail,
                 )
-                node = by_uuid[found.node_uuid]
+                node = subjects[found.node_uuid]
                 ports = snap.ports_by_node.get(found.node_uuid, [])
                 for action in hammer.plan(found, node, ports, self.policy):
                     try:
                         if action.node_uuid in busy and not hammer.transient_ok:  # stuck-transient unsticks it
                             raise safety.Refused(busy[action.node_uuid])
-                        safety.may_touch(
-                            hammer, node, self.policy, snap.now, safety.history_for(self.conn, node), booked
-                        )
+                        hammer.guard(node, self.policy, snap.now, self.conn, booked)
                     except safety.Refused as exc:
                         self._record(result, action, "refused", str(exc), node)
                         continue
@@ -300,14 +282,14 @@ class Sweeper:
         if self.policy.mode(hammer_name) == "off":
             result.skipped["alert"] = f"hammer {hammer_name} is off at site {self.site_name}"
             return result
-        problem = safety.node_ref_problem(node_ref)
+        problem = safety.node_ref_problem(node_ref) if hammer.subject == "node" else None
         if problem is not None:
             result.skipped["alert"] = f"{problem}: not sent to Ironic"
             return result
         try:
-            now = safety.live(self.conn, node_ref)
+            now = hammer.read(self.connection, node_ref)
         except NotFoundException:
-            result.skipped["alert"] = f"node {node_ref!r} not found in Ironic"
+            result.skipped["alert"] = f"{hammer.subject} {node_ref!r} not found"
             return result
         node = now.node
         pending = self.store.pending(self.site_name, node["uuid"])
@@ -315,13 +297,11 @@ class Sweeper:
             result.skipped["alert"] = being_verified(pending[0])
             return result
         try:  # a hands-off node says why before "no longer matches" could hide it
-            safety.may_touch(
-                hammer, node, self.policy, now.now, safety.history_for(self.conn, node), self._reservations()
-            )
+            hammer.guard(node, self.policy, now.now, self.conn, self._reservations())
         except safety.Refused as exc:
             result.skipped["alert"] = f"refused by the safety layer: {exc}"
             return result
-        summary = hammer.matches(node, now.ports, self.policy, now.now)
+        summary = hammer.matches_live(now, self.policy)
         if not summary:
             result.skipped["alert"] = f"{hammer_name} no longer matches node {node.get('name') or node['uuid']}"
             return result
@@ -348,25 +328,27 @@ class Sweeper:
         waiting as an acting sweep does); return the nodes still pending, with the reason other hammers must leave
         them alone meanwhile. Survives restarts: the pending state is the ledger row."""
         busy: dict[str, str] = {}
-        by_uuid = {n["uuid"]: n for n in snap.nodes}
         hammers = registry.load()
+        subjects = {name: h.subjects(snap) for name, h in hammers.items() if snap.complete(*h.reads)}
         with ExitStack() as locks:
             ready = []
             for row in self.store.pending(self.site_name):
-                node, hammer = by_uuid.get(row.node_uuid), hammers.get(row.hammer)
+                hammer = hammers.get(row.hammer)
+                node = subjects.get(row.hammer, {}).get(row.node_uuid)
                 wait = being_verified(row)
-                if not snap.complete("ironic") or not (apply and self.policy.mode(row.hammer) == "apply"):
+                if hammer is None:
+                    self._settle_row(result, row, "unverified", f"hammer {row.hammer} is not installed", row.after)
+                elif row.hammer not in subjects or not (apply and self.policy.mode(row.hammer) == "apply"):
                     busy[row.node_uuid] = wait  # partial data proves nothing; a follow-up is an action
-                elif node is None or hammer is None:
-                    why = "node no longer exists" if node is None else f"hammer {row.hammer} is not installed"
-                    self._settle_row(result, row, "unverified", why, row.after)
-                elif not safety.settled(node):
+                elif node is None and hammer.subject == "node":
+                    self._settle_row(result, row, "unverified", "node no longer exists", row.after)
+                elif node is not None and not hammer.settled(Live(node, [], snap.now)):
                     expired = row.started_at and snap.now - row.started_at > timedelta(
                         minutes=self.policy.verify_timeout_minutes
                     )
                     if expired and row.params.get("return_to") != "available":  # owed a return: never expires
                         why = f"did not settle within {self.policy.verify_timeout_minutes:g} min"
-                        self._settle_row(result, row, "unverified", why, fields(node))
+                        self._settle_row(result, row, "unverified", why, hammer.fields(node))
                     else:
                         busy[row.node_uuid] = wait
                 else:
@@ -420,15 +402,18 @@ class Sweeper:
         for hammer, action, node in candidates:
             acts = apply and self.policy.mode(hammer.name) == "apply"
             try:
-                used = safety.attempts(self.store, self.site_name, hammer.name, node, self.policy, now)
+                used = safety.attempts(self.store, self.site_name, hammer, action.node_uuid, node, self.policy, now)
             except safety.Refused as exc:  # an unreadable record on one node refuses that node only
                 self._record(result, action, "refused", str(exc), node)
                 continue
             if used >= self.policy.budget.attempts:
-                self._escalate(result, hammer, action, node, f"gave up after {used} attempts", acts)
+                if self._gave_up(hammer, action):
+                    self._record(result, action, "refused", "given up on earlier: waiting for a human", node)
+                else:
+                    self._escalate(result, hammer, action, node, f"gave up after {used} attempts", acts)
                 continue
             if self.store.ineffective(
-                site=self.site_name, hammer=hammer.name, node_uuid=node["uuid"], kind=action.kind, since=window
+                site=self.site_name, hammer=hammer.name, node_uuid=action.node_uuid, kind=action.kind, since=window
             ):
                 self._escalate(result, hammer, action, node, f"gave up: its last {action.kind} was ineffective", acts)
                 continue
@@ -481,11 +466,19 @@ class Sweeper:
     def _lock(self, node_uuid: str) -> AbstractContextManager[safety.Lease]:
         return safety.node_lock(self.store, self.site_name, node_uuid, self.agent, self.policy.lock_ttl_seconds)
 
+    def _gave_up(self, hammer: Hammer, action: Action) -> bool:
+        """A subject other than a node has no maintenance to hold it: its escalation row does (once is enough)."""
+        if hammer.subject == "node":
+            return False
+        last = self.store.actions(site=self.site_name, hammer=hammer.name, node=action.node_uuid, limit=5)
+        return any(row.outcome == "escalated" for row in last)
+
     def _escalate(
         self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any], why: str, apply: bool
     ) -> None:
         """Give up: put the node in maintenance with our reason (so nothing retries it) and tell a human.
-        Write-ahead like every action: the intent row first, then the maintenance call."""
+        Write-ahead like every action: the intent row first, then the maintenance call. Another subject has no
+        maintenance: the escalation is the ledger row and the message (its budget keeps the hammer off it)."""
         reason = f"hammersmith: {hammer.name} {why}"
         escalate = replace(action, kind="escalate", params={})
         if not apply:
@@ -493,11 +486,13 @@ class Sweeper:
             return
         try:
             with self._lock(action.node_uuid):
-                live = safety.recheck(hammer, action, self.conn, self.policy, self._reservations())
-                reason = f"{reason}: {safety.last_error(self.conn, live.node) or action.why}"[:255]
+                live = safety.recheck(hammer, action, self.connection, self.policy, self._reservations())
+                error = safety.last_error(self.conn, live.node) if hammer.subject == "node" else ""
+                reason = f"{reason}: {error or action.why}"[:255]
                 action_id = self._begin(replace(escalate, params={"reason": reason}), live.node)
                 try:
-                    safety.call(self.conn, "put", f"/nodes/{action.node_uuid}/maintenance", {"reason": reason})
+                    if hammer.subject == "node":
+                        safety.call(self.conn, "put", f"/nodes/{action.node_uuid}/maintenance", {"reason": reason})
                 except Exception as exc:
                     self.store.finish_action(action_id, outcome="failed", error=safety.short_error(exc))
                     result.add(escalate, "failed", "apply", safety.short_error(exc), action_id=action_id)
@@ -519,15 +514,25 @@ class Sweeper:
             trigger=self.trigger,
             kind=action.kind,
             params=action.params,
-            before=fields(node),
+            before=registry.load()[action.hammer].fields(node),
             agent=self.agent,
             guard=guard,
         )
 
-    def _after(self, action: Action) -> dict[str, Any] | None:
-        """The node after an action, for the ledger; None if it cannot be read (recorded, never raised)."""
+    def _state(self, hammer_name: str, key: str) -> dict[str, Any] | None:
+        """The subject's ledger fields as the APIs show it now ({"exists": False} once it is gone)."""
+        hammer = registry.load()[hammer_name]
         try:
-            return fields(safety.live_node(self.conn, action.node_uuid))
+            return hammer.fields(hammer.read(self.connection, key).node)
+        except NotFoundException:
+            if hammer.subject == "node":
+                raise
+            return {"exists": False}
+
+    def _after(self, action: Action) -> dict[str, Any] | None:
+        """The subject after an action, for the ledger; None if it cannot be read (recorded, never raised)."""
+        try:
+            return self._state(action.hammer, action.node_uuid)
         except Exception:
             return None
 
@@ -539,7 +544,7 @@ class Sweeper:
         held = ExitStack()
         try:
             lease = held.enter_context(self._lock(action.node_uuid))
-            live = safety.recheck(hammer, action, self.conn, self.policy, self._reservations())
+            live = safety.recheck(hammer, action, self.connection, self.policy, self._reservations())
             action_id = self._begin(action, live.node, self._guard(fleet))
         except Denied as exc:
             held.close()
@@ -559,9 +564,12 @@ class Sweeper:
             held.close()
             raise
         locks.enter_context(held)  # held until verified (or left pending) with the rest of the batch
-        before = fields(live.node)
-        try:
-            recorded = safety.record_attempt(self.conn, live.node, hammer.name, self.policy, live.now)
+        before = hammer.fields(live.node)
+        node_subject = hammer.subject == "node"
+        try:  # a node also keeps its attempts in its own `extra`; other subjects rely on the ledger
+            recorded = not node_subject or safety.record_attempt(
+                self.conn, live.node, hammer.name, self.policy, live.now
+            )
             hammer.execute(self.conn, action, live, lease)
         except safety.Locked as exc:  # someone else is working on the node: stop here, do not wait or go on
             self.store.finish_action(action_id, outcome="refused", reason=str(exc), after=self._after(action))
@@ -578,7 +586,7 @@ class Sweeper:
                 safety.record_attempt(
                     self.conn, safety.live_node(self.conn, action.node_uuid), hammer.name, self.policy, live.now
                 )
-            acting.after = fields(safety.live_node(self.conn, action.node_uuid))
+            acting.after = self._state(hammer.name, action.node_uuid)
             self.store.finish_action(action_id, outcome="succeeded", reason=action.why, after=acting.after)
         except Exception as exc:
             self._unverified(result, acting, exc)
@@ -610,12 +618,20 @@ class Sweeper:
             still = []
             for item in waiting:
                 try:
-                    now = safety.live(self.conn, item.action.node_uuid)
-                    item.after = fields(now.node)
-                    if not safety.settled(now.node) or item.hammer.follow_up(self.conn, item.action, now.node):
-                        still.append(item)
-                        continue
-                    summary = item.hammer.matches(now.node, now.ports, self.policy, now.now)
+                    try:
+                        now = item.hammer.read(self.connection, item.action.node_uuid)
+                    except NotFoundException:
+                        if item.hammer.subject == "node":
+                            raise
+                        now = None  # a leftover object removed: that is its fix
+                    if now is None:
+                        item.after, summary = {"exists": False}, None
+                    else:
+                        item.after = item.hammer.fields(now.node)
+                        if not item.hammer.settled(now) or item.hammer.follow_up(self.conn, item.action, now.node):
+                            still.append(item)
+                            continue
+                        summary = item.hammer.matches_live(now, self.policy)
                     outcome = "ineffective" if summary else "fixed"
                     why = f"still there after it settled: {summary}" if summary else "verified: the fault is gone"
                     self.store.finish_action(
@@ -695,7 +711,7 @@ class Sweeper:
             params=action.params,
             outcome=outcome,
             reason=reason,
-            before=fields(node),
+            before=registry.load()[action.hammer].fields(node),
             agent=self.agent,
         )
         result.add(action, outcome, mode, reason, action_id=action_id)

@@ -4,6 +4,11 @@ Built-ins are listed in BUILTIN and loaded like any plugin; sites add their own 
 `hammersmith.hammers` entry point group. Each hammer has a runbook (react/runbooks/<name>.md)
 and a test under its name. Hammers never decide whether they *may* act: that is the safety
 layer's job (react.safety), the same for every trigger.
+
+Most hammers act on an Ironic node. A cross-service hammer acts on another *subject* (a floating IP, a
+lease, a Placement provider...): it overrides `subjects`, `read`, `matches_live`, `guard` and `fields`, and
+goes through the same path (budget, rate, breaker, lock, re-check, ledger, verification) under the key
+"<subject>/<id>".
 """
 
 from __future__ import annotations
@@ -15,16 +20,48 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from openstack.connection import Connection
 
+from hammersmith.cloud.connection import SiteConnection
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, finding
+from hammersmith.detect.reservations import Reservations
 from hammersmith.plugins import load_plugins
 
 if TYPE_CHECKING:
-    from hammersmith.react.safety import Lease, Live
+    from hammersmith.react.safety import Lease
 
-BUILTIN = ("error_resetter", "clean_failed", "dirty_ports", "stuck_transient", "maintenance_doctor", "stale_inspection")
+BUILTIN = (
+    "error_resetter",
+    "clean_failed",
+    "dirty_ports",
+    "stuck_transient",
+    "maintenance_doctor",
+    "stale_inspection",
+)
 RUNBOOKS = Path(__file__).parent.parent / "runbooks"
+#: node fields kept as "before"/"after" in the ledger
+NODE_FIELDS = (
+    "provision_state",
+    "target_provision_state",
+    "maintenance",
+    "maintenance_reason",
+    "last_error",
+    "power_state",
+    "instance_uuid",
+    "fault",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class Live:
+    """A subject as the APIs show it now (for a node: the node, its ports), the service's clock at that moment, and
+    what a cross-service hammer read beside it to decide (`context`)."""
+
+    node: dict[str, Any]
+    ports: list[dict[str, Any]]
+    now: datetime
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,6 +85,8 @@ class Hammer:
     fault: ClassVar[str | None] = None
     #: may act on a node in a transient provision state (only the hammer whose error *is* that)
     transient_ok: ClassVar[bool] = False
+    #: what it acts on: "node", or another object's kind ("floating-ip", "lease", ...), keyed "<subject>/<id>"
+    subject: ClassVar[str] = "node"
 
     @property
     def runbook(self) -> Path:
@@ -79,6 +118,39 @@ class Hammer:
         """On the live node under the lock: is what the action was planned on still there? (act on what was
         checked, not on whatever is there now)"""
         return True
+
+    # -- the subject: an Ironic node unless a cross-service hammer says otherwise --------------------
+    def subjects(self, snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+        """What this hammer may act on, by ledger key, as the snapshot saw it."""
+        return {n["uuid"]: n for n in snapshot.nodes}
+
+    def read(self, site: SiteConnection, key: str) -> Live:
+        """The subject as the APIs show it now, with what `matches_live` needs; NotFoundException when it is gone."""
+        from hammersmith.react import safety
+
+        return safety.live(site.conn, key)
+
+    def matches_live(self, live: Live, policy: Policy) -> str | None:
+        """`matches` on what was read live (the re-check before acting, and the verification after)."""
+        return self.matches(live.node, live.ports, policy, live.now)
+
+    def guard(
+        self, subject: dict[str, Any], policy: Policy, now: datetime, conn: Connection, reservations: Reservations
+    ) -> None:
+        """The must-not-touch rules for the subject: raise safety.Refused with the reason."""
+        from hammersmith.react import safety
+
+        safety.may_touch(self, subject, policy, now, safety.history_for(conn, subject), reservations)
+
+    def fields(self, subject: dict[str, Any]) -> dict[str, Any]:
+        """What the ledger keeps of the subject as "before" and "after"."""
+        return {k: subject.get(k) for k in NODE_FIELDS}
+
+    def settled(self, live: Live) -> bool:
+        """Whether the subject is done changing after an action, so the fix can be verified."""
+        from hammersmith.react import safety
+
+        return safety.settled(live.node)
 
     def per_sweep(self, policy: Policy) -> int:
         """How many actions this hammer may take in one sweep."""
