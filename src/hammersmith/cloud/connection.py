@@ -16,6 +16,7 @@ import openstack.config
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
+from openstack.connection import Connection
 
 from hammersmith.config import Settings, Site, line_map
 from hammersmith.errors import CloudError, ConfigProblem
@@ -49,6 +50,50 @@ class RequestCounter:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.counts)
+
+
+def service_adapter(conn: Connection, service_type: str, site: str = "") -> ks_adapter.Adapter | None:
+    """A keystoneauth adapter for the service, or None when the catalog lacks it.
+
+    Blazar has no SDK proxy, so every service is read the same way: through the
+    SDK's own session and endpoint discovery (one login for all of them).
+    """
+    config = conn.config
+    try:
+        if not config.get_endpoint(service_type) and not conn.session.get_endpoint(
+            service_type=service_type,
+            interface=config.get_interface(service_type),
+            region_name=config.get_region_name(service_type),
+        ):
+            return None
+        client = config.get_session_client(service_type)
+    except (ks_exc.EndpointNotFound, ks_exc.CatalogException):
+        return None
+    except ks_exc.ClientException as exc:
+        raise CloudError(
+            f"site {site!r}: cannot reach the identity service to find {service_type}: {exc}",
+            hint="check auth_url in clouds.yaml and that Keystone is up",
+        ) from None
+    client.session = conn.session
+    if service_type == "reservation":
+        # Blazar's root lists v1 and an experimental v2 whose routes differ (no /os-hosts/allocations, no
+        # all_tenants); discovery takes the highest, so v1 is pinned: the catalog's URL, ending in /v1
+        endpoint = (
+            config.get_endpoint(service_type)
+            or conn.session.get_endpoint(
+                service_type=service_type,
+                interface=config.get_interface(service_type),
+                region_name=config.get_region_name(service_type),
+            )
+            or ""
+        ).rstrip("/")
+        client.endpoint_override = endpoint if endpoint.endswith("/v1") else f"{endpoint}/v1"
+    if service_type == "network":
+        # the catalog's Neutron endpoint is discovered to .../v2.0, an endpoint override is taken as
+        # written (usually without it): one base either way, so list paths are the same everywhere
+        endpoint = (client.get_endpoint() or "").rstrip("/")
+        client.endpoint_override = endpoint if endpoint.endswith("/v2.0") else f"{endpoint}/v2.0"
+    return client
 
 
 class SiteConnection:
@@ -109,47 +154,8 @@ class SiteConnection:
         session.request = counted  # type: ignore[method-assign]
 
     def adapter(self, service_type: str) -> ks_adapter.Adapter | None:
-        """A keystoneauth adapter for the service, or None when the catalog lacks it.
-
-        Blazar has no SDK proxy, so every service is read the same way: through the
-        SDK's own session and endpoint discovery (one login for all of them).
-        """
-        config = self.conn.config
-        try:
-            if not config.get_endpoint(service_type) and not self.conn.session.get_endpoint(
-                service_type=service_type,
-                interface=config.get_interface(service_type),
-                region_name=config.get_region_name(service_type),
-            ):
-                return None
-            client = config.get_session_client(service_type)
-        except (ks_exc.EndpointNotFound, ks_exc.CatalogException):
-            return None
-        except ks_exc.ClientException as exc:
-            raise CloudError(
-                f"site {self.name!r}: cannot reach the identity service to find {service_type}: {exc}",
-                hint="check auth_url in clouds.yaml and that Keystone is up",
-            ) from None
-        client.session = self.conn.session
-        if service_type == "reservation":
-            # Blazar's root lists v1 and an experimental v2 whose routes differ (no /os-hosts/allocations, no
-            # all_tenants); discovery takes the highest, so v1 is pinned: the catalog's URL, ending in /v1
-            endpoint = (
-                config.get_endpoint(service_type)
-                or self.conn.session.get_endpoint(
-                    service_type=service_type,
-                    interface=config.get_interface(service_type),
-                    region_name=config.get_region_name(service_type),
-                )
-                or ""
-            ).rstrip("/")
-            client.endpoint_override = endpoint if endpoint.endswith("/v1") else f"{endpoint}/v1"
-        if service_type == "network":
-            # the catalog's Neutron endpoint is discovered to .../v2.0, an endpoint override is taken as
-            # written (usually without it): one base either way, so list paths are the same everywhere
-            endpoint = (client.get_endpoint() or "").rstrip("/")
-            client.endpoint_override = endpoint if endpoint.endswith("/v2.0") else f"{endpoint}/v2.0"
-        return client
+        """A keystoneauth adapter for the service, or None when the catalog lacks it."""
+        return service_adapter(self.conn, service_type, self.name)
 
     def login(self) -> None:
         """A fresh token, once per cycle: Keystone's health is seen every cycle, never hidden by a cached token.

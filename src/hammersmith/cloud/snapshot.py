@@ -26,6 +26,9 @@ from hammersmith.errors import CloudError
 #: explicit, not negotiated: fields and semantics stay the same whatever the server's maximum
 #: (1.78 = Yoga: has retired, lessee, owner, allocations; Chameleon-era sites all serve it)
 IRONIC_MICROVERSION = "1.78"
+#: 2.53: server and service IDs are UUIDs; servers show `OS-EXT-SRV-ATTR:hypervisor_hostname` (the Ironic node) to
+#: whoever may see extended attributes, and aggregates list their hosts (Queens and later)
+NOVA_MICROVERSION = "2.53"
 
 
 @dataclass(frozen=True)
@@ -40,21 +43,29 @@ class Listing:
     microversion: str | None = None
     paginated: bool = True
     marker_field: str = "id"
+    #: read for one hammer's sake: where it fails (a plugin not enabled, a policy not widened) its data is None and
+    #: that hammer waits, rather than the whole service counting as unread
+    optional: bool = False
 
 
 LISTINGS: tuple[Listing, ...] = (
     Listing("nodes", "baremetal", "/nodes/detail", "nodes", (), IRONIC_MICROVERSION, True, "uuid"),
     Listing("ports", "baremetal", "/ports/detail", "ports", (), IRONIC_MICROVERSION, True, "uuid"),
     Listing("allocations", "baremetal", "/allocations", "allocations", (), IRONIC_MICROVERSION, True, "uuid"),
-    Listing("servers", "compute", "/servers/detail", "servers", (("all_tenants", 1),)),
+    Listing("servers", "compute", "/servers/detail", "servers", (("all_tenants", 1),), NOVA_MICROVERSION),
+    Listing("aggregates", "compute", "/os-aggregates", "aggregates", (), NOVA_MICROVERSION, False, optional=True),
     Listing("network_ports", "network", "/ports", "ports"),
+    Listing("networks", "network", "/networks", "networks", optional=True),
     Listing("floating_ips", "network", "/floatingips", "floatingips"),
     Listing("resource_providers", "placement", "/resource_providers", "resource_providers", paginated=False),
     Listing("blazar_hosts", "reservation", "/os-hosts", "hosts", paginated=False),
     Listing("host_allocations", "reservation", "/os-hosts/allocations", "allocations", paginated=False),
     Listing("leases", "reservation", "/leases", "leases", (("all_tenants", True),), paginated=False),
-    # names for the project IDs other listings carry; Keystone does not page (it may truncate at its list_limit)
+    Listing("blazar_floatingips", "reservation", "/floatingips", "floatingips", paginated=False, optional=True),
+    # names, owners and states for the project and user IDs other listings carry; Keystone does not page (it may
+    # truncate at its list_limit)
     Listing("projects", "identity", "/projects", "projects", paginated=False),
+    Listing("users", "identity", "/users", "users", paginated=False, optional=True),
 )
 
 
@@ -83,6 +94,8 @@ class Snapshot:
     requests: dict[str, int] = field(default_factory=dict)
     #: Ironic's own clock (the node listing's `Date` header): grace and ages are judged on it, not the agent's
     server_time: datetime | None = None
+    #: optional listings that could not be read, and why
+    unread: dict[str, str] = field(default_factory=dict)
 
     @property
     def now(self) -> datetime:
@@ -239,16 +252,19 @@ def take(site: SiteConnection) -> Snapshot:
 
     data: dict[str, list[dict[str, Any]] | None] = {}
     dates: dict[str, datetime] = {}
+    unread: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
         for listing, items, error, seconds in pool.map(run, wanted):
             read = services[SERVICES[listing.service_type]]
             read.seconds = max(read.seconds, seconds)
             data[listing.name] = items
-            if error:
+            if error and listing.optional:
+                unread[listing.name] = error
+            elif error:
                 read.status = "incomplete"
                 read.error = f"{read.error}; {error}" if read.error else error
-    for listing in wanted:  # a partly read service is wholly unknown: None, never a partial list
+    for listing in wanted:  # a partly read service is wholly unknown: None, never a partial list (optional or not)
         if services[SERVICES[listing.service_type]].status == "incomplete":
             data[listing.name] = None
     requests = {s: n - before.get(s, 0) for s, n in site.requests.snapshot().items() if n > before.get(s, 0)}
-    return Snapshot(site.name, started, datetime.now(UTC), data, services, requests, dates.get("nodes"))
+    return Snapshot(site.name, started, datetime.now(UTC), data, services, requests, dates.get("nodes"), unread)

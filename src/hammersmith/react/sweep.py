@@ -200,6 +200,10 @@ class Sweeper:
                     s for s in hammer.reads if not snap.complete(s)
                 )
                 continue
+            unread = [f"{n}: {snap.unread.get(n, 'not read')}" for n in hammer.listings if snap.data.get(n) is None]
+            if unread:
+                result.skipped[name] = "; ".join(unread)
+                continue
             evaluated.add(name)
             subjects = hammer.subjects(snap)
             for found in hammer.detect(snap, self.policy):
@@ -329,7 +333,11 @@ class Sweeper:
         them alone meanwhile. Survives restarts: the pending state is the ledger row."""
         busy: dict[str, str] = {}
         hammers = registry.load()
-        subjects = {name: h.subjects(snap) for name, h in hammers.items() if snap.complete(*h.reads)}
+        subjects = {
+            name: h.subjects(snap)
+            for name, h in hammers.items()
+            if snap.complete(*h.reads) and all(snap.data.get(n) is not None for n in h.listings)
+        }
         with ExitStack() as locks:
             ready = []
             for row in self.store.pending(self.site_name):

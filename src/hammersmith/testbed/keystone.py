@@ -67,6 +67,14 @@ policy_file = {dir}/policy.yaml
 POLICY = (
     '"identity:list_projects": "(rule:admin_required) or (role:reader and system_scope:all)'
     ' or (role:reader and domain_id:%(target.domain_id)s) or role:service"\n'
+    # disabled users (orphans) and the e-mail addresses notices go to
+    '"identity:list_users": "(rule:admin_required) or (role:reader and system_scope:all)'
+    ' or (role:reader and domain_id:%(target.domain_id)s) or role:service"\n'
+    '"identity:get_user": "(rule:admin_required) or (role:reader and system_scope:all)'
+    ' or (role:reader and token.domain.id:%(target.user.domain_id)s) or user_id:%(target.user.id)s or role:service"\n'
+    '"identity:get_project": "(rule:admin_required) or (role:reader and system_scope:all)'
+    " or (role:reader and domain_id:%(target.project.domain_id)s) or project_id:%(target.project.id)s"
+    ' or role:service"\n'
 )
 SHIM = """\
 import sys

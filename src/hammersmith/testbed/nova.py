@@ -41,7 +41,15 @@ DISCOVER_HOSTS_INTERVAL = 5
 
 #: docs/config.md's override for hammersmith's account: its `service` role lists every project's servers
 #: (by default only admin may; anyone else gets 403)
-POLICY = '"os_compute_api:servers:detail:get_all_tenants": "rule:context_is_admin or role:service"\n'
+POLICY = (
+    '"os_compute_api:servers:detail:get_all_tenants": "rule:context_is_admin or role:service"\n'
+    # which node a server is on (undead-instances, idle leases), and the aggregates Blazar keeps (freepool)
+    '"os_compute_api:os-extended-server-attributes": "rule:context_is_admin or role:service"\n'
+    '"os_compute_api:os-aggregates:index": "rule:context_is_admin or role:service"\n'
+    '"os_compute_api:os-aggregates:show": "rule:context_is_admin or role:service"\n'
+    '"os_compute_api:os-aggregates:add_host": "rule:context_is_admin or role:service"\n'
+    '"os_compute_api:os-aggregates:remove_host": "rule:context_is_admin or role:service"\n'
+)
 SHIM = """\
 import sys
 sys.argv = sys.argv[:1]  # oslo.config parses argv; gunicorn's are not Nova's

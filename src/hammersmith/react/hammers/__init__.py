@@ -81,6 +81,8 @@ class Hammer:
 
     name: ClassVar[str]
     reads: ClassVar[tuple[str, ...]] = ("ironic",)
+    #: optional snapshot listings it needs besides (cloud.snapshot.Listing.optional)
+    listings: ClassVar[tuple[str, ...]] = ()
     #: Ironic's own maintenance `fault` this hammer may act through (e.g. "clean failure")
     fault: ClassVar[str | None] = None
     #: may act on a node in a transient provision state (only the hammer whose error *is* that)
@@ -165,6 +167,66 @@ class Hammer:
         """Once the node has settled after the action: a step still owed (return a node where it was); True if one
         was made (the node is then waited on again before the fix is verified)."""
         return False
+
+
+class ObjectHammer(Hammer):
+    """A hammer whose subject is not an Ironic node (a floating IP, a lease, a Placement provider, a replica).
+
+    One judgement serves detection on the snapshot and the re-check and verification on live data: `judge`
+    looks at the subject and the facts beside it (`context`: from the snapshot, or read live by `read`).
+    Subjects are the objects as the API lists them plus "uuid" (the ledger key) and "name" (for people).
+    """
+
+    reads = ()
+    #: the subject's fields the ledger keeps as "before" and "after"
+    kept: ClassVar[tuple[str, ...]] = ()
+
+    def key(self, ident: str) -> str:
+        return f"{self.subject}/{ident}"
+
+    def ident(self, key: str) -> str:
+        """The object's own ID in its service (a key or an alert's label without the subject prefix)."""
+        return key.removeprefix(f"{self.subject}/")
+
+    def subject_of(self, obj: dict[str, Any], ident: str, name: str | None = None) -> dict[str, Any]:
+        return {**obj, "uuid": self.key(ident), "name": name or ident}
+
+    def subjects(self, snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def context(self, snapshot: Snapshot, subject: dict[str, Any]) -> dict[str, Any]:
+        """The facts beside the subject that `judge` needs, as the snapshot saw them."""
+        return {}
+
+    def judge(self, subject: dict[str, Any], context: dict[str, Any], policy: Policy, now: datetime) -> str | None:
+        """The finding's summary if the subject has the known error, else None."""
+        raise NotImplementedError
+
+    def since(self, subject: dict[str, Any]) -> str | None:
+        """When the subject last changed, for the finding (an API timestamp)."""
+        return subject.get("updated_at") or subject.get("created_at")
+
+    def detect(self, snapshot: Snapshot, policy: Policy) -> list[Finding]:
+        found = []
+        for subject in self.subjects(snapshot).values():
+            summary = self.judge(subject, self.context(snapshot, subject), policy, snapshot.now)
+            if summary:
+                found.append(finding(self.name, subject, summary, "", self.since(subject)))
+        return found
+
+    def matches_live(self, live: Live, policy: Policy) -> str | None:
+        return self.judge(live.node, live.context, policy, live.now)
+
+    def guard(
+        self, subject: dict[str, Any], policy: Policy, now: datetime, conn: Connection, reservations: Reservations
+    ) -> None:
+        """Subjects are left alone by their own rules (`judge` says what is wrong, `guard` who owns it)."""
+
+    def fields(self, subject: dict[str, Any]) -> dict[str, Any]:
+        return {k: subject.get(k) for k in self.kept}
+
+    def settled(self, live: Live) -> bool:
+        return True
 
 
 HAMMERS: dict[str, Hammer] = {}
