@@ -37,6 +37,16 @@ BUILTIN = (
     "stuck_transient",
     "maintenance_doctor",
     "stale_inspection",
+    "undead_instances",
+    "conflicting_macs",
+    "orphan_resource_providers",
+    "floating_ip_reaper",
+    "unutilized_lease_reaper",
+    "lease_start_reminder",
+    "retirement_enforcer",
+    "freepool_consistency",
+    "orphans",
+    "mysql_replication",
 )
 RUNBOOKS = Path(__file__).parent.parent / "runbooks"
 #: node fields kept as "before"/"after" in the ledger

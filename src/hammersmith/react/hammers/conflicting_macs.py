@@ -1,0 +1,1 @@
+"""conflicting-macs: (being written)"""

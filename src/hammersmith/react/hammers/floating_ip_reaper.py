@@ -1,0 +1,1 @@
+"""floating-ip-reaper: (being written)"""

@@ -1,0 +1,1 @@
+"""freepool-consistency: (being written)"""

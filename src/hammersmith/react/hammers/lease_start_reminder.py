@@ -1,0 +1,1 @@
+"""lease-start-reminder: (being written)"""

@@ -1,0 +1,1 @@
+"""mysql-replication: (being written)"""

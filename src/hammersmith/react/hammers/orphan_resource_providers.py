@@ -1,0 +1,1 @@
+"""orphan-resource-providers: (being written)"""

@@ -1,0 +1,1 @@
+"""orphans: (being written)"""

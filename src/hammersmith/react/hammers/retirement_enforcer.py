@@ -1,0 +1,1 @@
+"""retirement-enforcer: (being written)"""

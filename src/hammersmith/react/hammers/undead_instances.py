@@ -1,0 +1,1 @@
+"""undead-instances: (being written)"""

@@ -1,0 +1,1 @@
+"""unutilized-lease-reaper: (being written)"""
