@@ -11,7 +11,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import exceptions as ks_exc
 
+from hammersmith.cloud import replication
 from hammersmith.cloud.connection import SERVICES, SiteConnection
 from hammersmith.errors import CloudError
 
@@ -216,6 +217,19 @@ def fault_text(response: Any) -> str:
     return str(body)[:300]
 
 
+def _replicas(site: SiteConnection) -> tuple[list[dict[str, Any]], ServiceRead]:
+    """The site's database replicas (config `replicas`), one status query each; an unreadable one is listed with
+    its error (that is a finding too), never dropped."""
+    t0 = time.perf_counter()
+    found: list[dict[str, Any]] = []
+    for replica in site.site.replicas:
+        try:
+            found.append({"name": replica.name, **asdict(replication.status(replica, site.site.timeout_seconds))})
+        except CloudError as exc:
+            found.append({"name": replica.name, "error": str(exc)})
+    return found, ServiceRead(seconds=time.perf_counter() - t0)
+
+
 def take(site: SiteConnection) -> Snapshot:
     """Read every listing the site's catalog offers, concurrently, after one fresh login."""
     started = datetime.now(UTC)
@@ -266,5 +280,7 @@ def take(site: SiteConnection) -> Snapshot:
     for listing in wanted:  # a partly read service is wholly unknown: None, never a partial list (optional or not)
         if services[SERVICES[listing.service_type]].status == "incomplete":
             data[listing.name] = None
+    if site.site.replicas:
+        data["replicas"], services["mysql"] = _replicas(site)
     requests = {s: n - before.get(s, 0) for s, n in site.requests.snapshot().items() if n > before.get(s, 0)}
     return Snapshot(site.name, started, datetime.now(UTC), data, services, requests, dates.get("nodes"), unread)
