@@ -25,6 +25,7 @@ from urllib.parse import quote
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
 from hammersmith.config import Settings
+from hammersmith.react import hammers as registry
 from hammersmith.react.sweep import Sweeper
 from hammersmith.store import Store
 from hammersmith.store.models import IncidentRow
@@ -187,6 +188,12 @@ def _column(value: str, width: int) -> str:
     return value.replace("\x00", "")[:width]
 
 
+def _subject_label(hammer: str | None) -> str:
+    """The label naming what the mapped hammer acts on: `node` for Ironic's hammers, e.g. `instance` for a replica."""
+    found = registry.load().get(hammer) if hammer else None
+    return found.alert_label if found else "node"
+
+
 class IncidentProcessor:
     """Turns one site's alerts into incidents and acts for the ones that open a new incident."""
 
@@ -257,9 +264,9 @@ class IncidentProcessor:
         # a label is anyone's text: cut to the columns' widths, without NUL (PostgreSQL refuses both)
         name = _column(alert.labels["alertname"], 255)
         site = _column(alert.labels.get("site") or self.site_name, 64)
-        label = alert.labels.get("node") or None  # acted on as sent (act_on checks it), stored cut
-        node = (_column(label, 255) or None) if label else None
         hammer = self.settings.sites[site].alerts.get(name) if site in self.settings.sites else None
+        label = alert.labels.get(_subject_label(hammer)) or None  # acted on as sent (act_on checks it), stored cut
+        node = (_column(label, 255) or None) if label else None
         runbook = _column(
             alert.annotations.get("runbook_url") or f"{self.settings.http.base_url}/runbooks/{quote(name, safe='')}",
             2048,
@@ -318,7 +325,8 @@ class IncidentProcessor:
         if hammer is None:
             return "no_action", f"no hammer mapped to {name} (sites.{site}.alerts)"
         if node is None:
-            return "no_action", f"{name} has no node label: {hammer} needs a node"
+            label = _subject_label(hammer)
+            return "no_action", f"{name} has no {label} label: {hammer} needs one to find what it acts on"
         with self._act_lock:
             if self._sweeper is None:
                 self._sweeper = Sweeper(self.settings, self.site_name, self.store, trigger="alertmanager")

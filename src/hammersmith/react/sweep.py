@@ -409,16 +409,17 @@ class Sweeper:
         window = now - timedelta(days=self.policy.budget.window_days)
         for hammer, action, node in candidates:
             acts = apply and self.policy.mode(hammer.name) == "apply"
+            at_once = hammer.escalate_now(action)  # a cause no action fixes: a human's, like a spent budget
             try:
                 used = safety.attempts(self.store, self.site_name, hammer, action.node_uuid, node, self.policy, now)
             except safety.Refused as exc:  # an unreadable record on one node refuses that node only
                 self._record(result, action, "refused", str(exc), node)
                 continue
-            if used >= self.policy.budget.attempts:
+            if at_once or used >= self.policy.budget.attempts:
                 if self._gave_up(hammer, action):
                     self._record(result, action, "refused", "given up on earlier: waiting for a human", node)
                 else:
-                    self._escalate(result, hammer, action, node, f"gave up after {used} attempts", acts)
+                    self._escalate(result, hammer, action, node, at_once or f"gave up after {used} attempts", acts)
                 continue
             if self.store.ineffective(
                 site=self.site_name, hammer=hammer.name, node_uuid=action.node_uuid, kind=action.kind, since=window

@@ -99,6 +99,8 @@ class Hammer:
     transient_ok: ClassVar[bool] = False
     #: what it acts on: "node", or another object's kind ("floating-ip", "lease", ...), keyed "<subject>/<id>"
     subject: ClassVar[str] = "node"
+    #: the alert label that names its subject (an alert mapped to this hammer acts on that label's value)
+    alert_label: ClassVar[str] = "node"
 
     @property
     def runbook(self) -> Path:
@@ -130,6 +132,11 @@ class Hammer:
         """On the live node under the lock: is what the action was planned on still there? (act on what was
         checked, not on whatever is there now)"""
         return True
+
+    def escalate_now(self, action: Action) -> str | None:
+        """Why this planned action goes to a human at once instead of being tried (a cause no action of this
+        hammer fixes), else None; it then escalates like a spent budget, once."""
+        return None
 
     # -- the subject: an Ironic node unless a cross-service hammer says otherwise --------------------
     def subjects(self, snapshot: Snapshot) -> dict[str, dict[str, Any]]:
