@@ -132,6 +132,10 @@ class Policy(_Strict):
     keep_tags: list[str] = Field(
         default_factory=lambda: ["keep"], description="a floating IP with one of these Neutron tags is never reaped"
     )
+    provisioning_networks: list[str] = Field(
+        default_factory=list,
+        description="Neutron networks (names or IDs) Ironic provisions and cleans on: conflicting-macs looks there",
+    )
     excluded_projects: list[str] = Field(
         default_factory=list,
         description="project names or IDs whose leases and floating IPs the reapers leave alone (staff, maintenance)",
@@ -271,10 +275,6 @@ class Site(_Strict):
     probes: Probes = Field(default_factory=Probes)
     smoke: Smoke = Field(default_factory=Smoke)
     notices: Notices = Field(default_factory=Notices)
-    provisioning_networks: list[str] = Field(
-        default_factory=list,
-        description="Neutron networks (names or IDs) Ironic provisions and cleans on: conflicting-macs looks there",
-    )
     replicas: list[Replica] = Field(default_factory=list)
 
     @field_validator("alerts")

@@ -104,6 +104,30 @@ class Report:
     skipped: dict[str, str]
 
 
+def cross_service() -> dict[str, Any]:
+    """The hammers that read beyond Ironic: their known errors have no check of their own, the hammer's detection
+    is the one judgement for the report and the action."""
+    from hammersmith.react import hammers  # the hammers build on this module
+
+    return {name: h for name, h in hammers.load().items() if set(h.reads) - {"ironic"}}
+
+
+def between_services(snapshot: Snapshot, policy: Policy, skipped: dict[str, str]) -> list[Finding]:
+    found: list[Finding] = []
+    for name, hammer in cross_service().items():
+        absent = [s for s in hammer.reads if s not in snapshot.services]
+        unread = [s for s in hammer.reads if not snapshot.complete(s)] + [
+            n for n in hammer.listings if snapshot.data.get(n) is None
+        ]
+        if absent:
+            skipped[name] = f"not at this site: {', '.join(absent)}"
+        elif unread:
+            skipped[name] = f"incomplete data from {', '.join(unread)}"
+        else:
+            found.extend(hammer.detect(snapshot, policy))
+    return found
+
+
 def run(snapshot: Snapshot, policy: Policy) -> Report:
     findings: list[Finding] = []
     skipped: dict[str, str] = {}
@@ -112,6 +136,7 @@ def run(snapshot: Snapshot, policy: Policy) -> Report:
             skipped[chk.name] = f"incomplete data from {', '.join(s for s in chk.reads if not snapshot.complete(s))}"
             continue
         findings.extend(chk.func(snapshot, policy))
+    findings.extend(between_services(snapshot, policy, skipped))
     by_uuid = {n["uuid"]: n for n in snapshot.nodes}
     booked, now = reservations.of(snapshot), snapshot.now
 
@@ -119,5 +144,8 @@ def run(snapshot: Snapshot, policy: Policy) -> Report:
         return hands_off(node, policy, reservations=booked, now=now)
 
     left_alone = {n.get("name") or n["uuid"]: reason for n in snapshot.nodes if (reason := why(n))}
-    findings = [Finding(**{**f.__dict__, "hands_off": why(by_uuid[f.node_uuid])}) for f in findings]
+    findings = [
+        Finding(**{**f.__dict__, "hands_off": why(by_uuid[f.node_uuid]) if f.node_uuid in by_uuid else None})
+        for f in findings
+    ]
     return Report(sorted(findings, key=lambda f: (f.node_name, f.check)), left_alone, skipped)

@@ -57,7 +57,7 @@ class HammersCollector(Collector):
             "Notifications that could not be delivered, since the agent started.",
             labels=["site"],
         )
-        check_names = sorted(checks.load())
+        check_names = sorted({*checks.load(), *checks.cross_service()})
         hammer_names = sorted(hammers.load())
         for site, view in self.views():
             per_check = Counter({name: 0 for name in check_names})
