@@ -139,6 +139,11 @@ class Sweeper:
     def conn(self) -> Connection:
         return self.connection.conn
 
+    @property
+    def memory(self) -> registry.Memory:
+        """What hammers remember across sweeps, for this site (set for each sweep and alert this thread runs)."""
+        return registry.Memory(self.store, self.site_name, self.site)
+
     def close(self) -> None:
         self.connection.close()
 
@@ -172,6 +177,7 @@ class Sweeper:
 
     # -- the sweep -------------------------------------------------------------------------
     def sweep(self, apply: bool = False) -> Result:
+        registry.MEMORY.set(self.memory)
         result = Result(self.site_name, apply, datetime.now(UTC), reconciled=self.reconcile())
         snap = result.snapshot = snapshot_mod.take(self.connection)
         self.project_names.update(snap.project_names)
@@ -278,6 +284,7 @@ class Sweeper:
         `result.skipped["alert"]` says why nothing was planned; every planned action is in
         `result.actions` with its ledger row.
         """
+        registry.MEMORY.set(self.memory)
         result = Result(self.site_name, apply, datetime.now(UTC), dedupe=False)
         hammer = registry.load().get(hammer_name)
         if hammer is None:

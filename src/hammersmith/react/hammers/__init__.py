@@ -13,6 +13,7 @@ goes through the same path (budget, rate, breaker, lock, re-check, ledger, verif
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +23,14 @@ from openstack.connection import Connection
 
 from hammersmith.cloud.connection import SiteConnection
 from hammersmith.cloud.snapshot import Snapshot
-from hammersmith.config import Policy
+from hammersmith.config import Policy, Site
 from hammersmith.detect.checks import Finding, finding
 from hammersmith.detect.reservations import Reservations
 from hammersmith.plugins import load_plugins
 
 if TYPE_CHECKING:
     from hammersmith.react.safety import Lease
+    from hammersmith.store import Store
 
 BUILTIN = (
     "error_resetter",
@@ -72,6 +74,20 @@ class Live:
     ports: list[dict[str, Any]]
     now: datetime
     context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The store of the site being swept: what a hammer remembers across sweeps (a notice sent) lives there, not in
+    the objects it looks at."""
+
+    store: Store
+    site: str
+    config: Site
+
+
+#: set by the sweep (per thread) for the site it runs; None outside a sweep: nothing is remembered
+MEMORY: ContextVar[Memory | None] = ContextVar("hammersmith_memory", default=None)
 
 
 @dataclass(frozen=True)
