@@ -82,6 +82,8 @@ def schema_paths(model: type[BaseModel] = Settings, prefix: str = "") -> list[st
                 paths.extend(schema_paths(value_model, item + "."))
             else:
                 paths.append(item)
+        elif typing.get_origin(annotation) is list and (item_model := _model(typing.get_args(annotation)[0])):
+            paths.extend(schema_paths(item_model, path + "[]."))
     return paths
 
 
@@ -99,6 +101,10 @@ def _yaml_paths(data: dict[str, Any], prefix: str = "") -> set[str]:
                     paths |= _yaml_paths(item, item_path + ".")
         elif isinstance(value, dict):
             paths |= _yaml_paths(value, path + ".")
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    paths |= _yaml_paths(item, path + "[].")
     return paths
 
 
