@@ -142,7 +142,7 @@ class Sweeper:
     @property
     def memory(self) -> registry.Memory:
         """What hammers remember across sweeps, for this site (set for each sweep and alert this thread runs)."""
-        return registry.Memory(self.store, self.site_name, self.site)
+        return registry.Memory(self.store, self.connection)
 
     def close(self) -> None:
         self.connection.close()

@@ -23,7 +23,7 @@ from openstack.connection import Connection
 
 from hammersmith.cloud.connection import SiteConnection
 from hammersmith.cloud.snapshot import Snapshot
-from hammersmith.config import Policy, Site
+from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, finding
 from hammersmith.detect.reservations import Reservations
 from hammersmith.plugins import load_plugins
@@ -78,12 +78,11 @@ class Live:
 
 @dataclass(frozen=True)
 class Memory:
-    """The store of the site being swept: what a hammer remembers across sweeps (a notice sent) lives there, not in
-    the objects it looks at."""
+    """The store and connection of the site being swept: what a hammer remembers across sweeps (a notice sent) lives
+    in the store, not in the objects it looks at; `connection` names the site (.name), its config (.site), .conn."""
 
     store: Store
-    site: str
-    config: Site
+    connection: SiteConnection
 
 
 #: set by the sweep (per thread) for the site it runs; None outside a sweep: nothing is remembered
