@@ -634,3 +634,34 @@ def replication_duplicate_key(inj: Injector, name: str) -> None:
     server.replica.sql(f"INSERT INTO {table} VALUES ({key}, 'written on the replica by hand ({name})')")
     server.primary.sql(f"INSERT INTO {table} VALUES ({key}, 'written on the primary ({name})')")
     server.wait_stopped("SQL")
+
+
+# -- unutilized-lease-reaper and lease-start-reminder: leases of the users' project ------------------------------
+
+
+def user_lease(inj: Injector, node: str, name: str, start: datetime | None = None, hours: float = 6.0) -> dict:
+    """A lease of exactly this node by USER (start None: now), once Blazar has started it or holds it pending."""
+    found = inj.bm.get_node(node)
+    body = blazar.lease_body(name, found.resource_class, start=start, hours=hours, node=found.id)
+    made = inj.user_blazar().post("/leases", json=body).json()["lease"]
+    return inj.wait_for_lease(made["id"], "ACTIVE" if start is None else "PENDING")
+
+
+@fault(
+    "idle-lease",
+    f"an active lease of the node by project {USER_PROJECT} for 6 h, with no instance on it",
+    in_demo=False,
+    needs=("blazar",),
+)
+def idle_lease(inj: Injector, node: str) -> None:
+    user_lease(inj, node, f"idle-{node}")
+
+
+@fault(
+    "lease-starting",
+    f"a lease of the node by project {USER_PROJECT} that starts in 3 h",
+    in_demo=False,
+    needs=("blazar",),
+)
+def lease_starting(inj: Injector, node: str) -> None:
+    user_lease(inj, node, f"soon-{node}", start=datetime.now(UTC) + timedelta(hours=3), hours=1.0)
