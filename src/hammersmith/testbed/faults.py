@@ -665,3 +665,31 @@ def idle_lease(inj: Injector, node: str) -> None:
 )
 def lease_starting(inj: Injector, node: str) -> None:
     user_lease(inj, node, f"soon-{node}", start=datetime.now(UTC) + timedelta(hours=3), hours=1.0)
+
+
+# -- freepool-consistency: Blazar's free pool in Nova disagrees with the leases -------------------------------
+
+
+@fault(
+    "freepool-missing-host",
+    "a host no lease holds, taken out of Blazar's free pool aggregate by hand (Nova's aggregate API)",
+    in_demo=False,
+    needs=("blazar",),
+)
+def freepool_missing_host(inj: Injector, node: str) -> None:
+    freepool = inj.cloud.compute.find_aggregate(blazar.FREEPOOL, ignore_missing=False)
+    inj.cloud.compute.remove_host_from_aggregate(freepool, inj.compute_host(inj.bm.get_node(node).id))
+
+
+@fault(
+    "freepool-extra-host",
+    f"a host in an active lease of {USER_PROJECT} (lease experiment-NODE), added back to the free pool by hand",
+    in_demo=False,
+    needs=("blazar",),
+)
+def freepool_extra_host(inj: Injector, node: str) -> None:
+    found = inj.bm.get_node(node)
+    body = blazar.lease_body(f"experiment-{node}", found.resource_class, node=found.id)
+    inj.wait_for_lease(inj.user_blazar().post("/leases", json=body).json()["lease"]["id"], "ACTIVE")
+    freepool = inj.cloud.compute.find_aggregate(blazar.FREEPOOL, ignore_missing=False)
+    inj.cloud.compute.add_host_to_aggregate(freepool, inj.compute_host(found.id))
