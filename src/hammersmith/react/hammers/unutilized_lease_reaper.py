@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from openstack.connection import Connection
-from openstack.exceptions import raise_from_response
+from openstack.exceptions import NotFoundException, raise_from_response
 
 from hammersmith.cloud.connection import SiteConnection, service_adapter
 from hammersmith.cloud.snapshot import Snapshot, server_date
@@ -54,15 +54,16 @@ def send(memory: Memory, conn: Connection, notice: Notice, action_id: int | None
     notices.send(memory.store, memory.connection.name, conn, memory.connection.site.notices, notice, action_id)
 
 
-def lease_nodes(lease_id: str, allocations: list[dict[str, Any]], hosts: dict[str, dict[str, Any]]) -> list[str]:
-    """The Ironic node UUIDs of the lease's hosts (Blazar names a host by its hypervisor, the node's UUID)."""
-    found = []
+def nodes_by_lease(allocations: list[dict[str, Any]], hosts: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Lease ID -> the Ironic node UUIDs of its hosts (Blazar names a host by its hypervisor, the node's UUID)."""
+    found: dict[str, set[str]] = {}
     for allocation in allocations:
-        if any(r.get("lease_id") == lease_id for r in allocation.get("reservations") or []):
-            host = hosts.get(str(allocation.get("resource_id")))
-            if host and host.get("hypervisor_hostname"):
-                found.append(str(host["hypervisor_hostname"]))
-    return sorted(found)
+        host = hosts.get(str(allocation.get("resource_id"))) or {}
+        if not host.get("hypervisor_hostname"):
+            continue
+        for reservation in allocation.get("reservations") or []:
+            found.setdefault(str(reservation.get("lease_id")), set()).add(str(host["hypervisor_hostname"]))
+    return {lease: sorted(uuids) for lease, uuids in found.items()}
 
 
 def owner_project(subject: dict[str, Any]) -> str:
@@ -122,15 +123,28 @@ class UnutilizedLeaseReaper(ObjectHammer):
         }
 
     def context(self, snapshot: Snapshot, subject: dict[str, Any]) -> dict[str, Any]:
-        """Its nodes as Ironic lists them, the servers Nova has on them, and when its owner was told."""
+        return self.contexts(snapshot)[subject["uuid"]]
+
+    def contexts(self, snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+        """Per lease key: its nodes as Ironic lists them, the servers Nova has on them, and when its owner was told
+        (asked of the store only for a lease that looks idle). One pass over each listing."""
         hosts = {str(h["id"]): h for h in snapshot.data.get("blazar_hosts") or []}
-        uuids = set(lease_nodes(subject["id"], snapshot.data.get("host_allocations") or [], hosts))
-        servers = [s["id"] for s in snapshot.data.get("servers") or [] if s.get(HYPERVISOR) in uuids]
-        return {
-            "nodes": [n for n in snapshot.nodes if n["uuid"] in uuids],
-            "servers": servers,
-            "told_at": told_at(MEMORY.get(), idle_key(subject["id"])),
-        }
+        nodes = {n["uuid"]: n for n in snapshot.nodes}
+        servers: dict[str, list[str]] = {}
+        for server in snapshot.data.get("servers") or []:
+            servers.setdefault(str(server.get(HYPERVISOR)), []).append(server["id"])
+        by_lease = nodes_by_lease(snapshot.data.get("host_allocations") or [], hosts)
+        found = {}
+        for key, subject in self.subjects(snapshot).items():
+            uuids = by_lease.get(subject["id"], [])
+            context: dict[str, Any] = {
+                "nodes": [nodes[u] for u in uuids if u in nodes],
+                "servers": [s for u in uuids for s in servers.get(u, [])],
+            }
+            idle = idle_since(subject, context, snapshot.now) is not None
+            context["told_at"] = told_at(MEMORY.get(), idle_key(subject["id"])) if idle else None
+            found[key] = context
+        return found
 
     def judge(self, subject: dict[str, Any], context: dict[str, Any], policy: Policy, now: datetime) -> str | None:
         since = idle_since(subject, context, now)
@@ -157,8 +171,9 @@ class UnutilizedLeaseReaper(ObjectHammer):
     def detect(self, snapshot: Snapshot, policy: Policy) -> list[Finding]:
         """ObjectHammer's, with the finding's `since` the moment the lease went idle (its notice says it)."""
         found = []
-        for subject in self.subjects(snapshot).values():
-            context = self.context(snapshot, subject)
+        contexts = self.contexts(snapshot)
+        for key, subject in self.subjects(snapshot).items():
+            context = contexts[key]
             if summary := self.judge(subject, context, policy, snapshot.now):
                 since = idle_since(subject, context, snapshot.now)
                 found.append(replace(finding(self.name, subject, summary), since=since))
@@ -202,11 +217,9 @@ class UnutilizedLeaseReaper(ObjectHammer):
         lease = response.json()["lease"]
         allocations = blazar.get("/os-hosts/allocations", params={"lease_id": ident}).json()["allocations"]
         hosts = {str(h["id"]): h for h in blazar.get("/os-hosts").json()["hosts"]}
-        nodes = [safety.live_node(site.conn, uuid) for uuid in lease_nodes(ident, allocations, hosts)]
-        project = site.conn.identity.get_project(lease["project_id"]) if lease.get("project_id") else None
-        subject = self.subject_of(
-            {**lease, "project_name": project.name if project else None}, ident, lease.get("name")
-        )
+        uuids = nodes_by_lease(allocations, hosts).get(ident, [])
+        nodes = [node for uuid in uuids if (node := present(site, uuid))]
+        subject = self.subject_of({**lease, "project_name": project_name(site, lease)}, ident, lease.get("name"))
         context = {"nodes": nodes, "servers": [], "told_at": told_at(MEMORY.get(), idle_key(ident))}
         return Live(subject, [], server_date(response) or datetime.now(UTC), context)
 
@@ -243,6 +256,22 @@ class UnutilizedLeaseReaper(ObjectHammer):
             send(memory, conn, ended, action_id)
         except NoticeFailed as exc:
             log.warning("%s", exc)
+
+
+def present(site: SiteConnection, uuid: str) -> dict[str, Any] | None:
+    """The node now, or None once Ironic no longer has it (the lease, not the node, is the subject: not gone)."""
+    try:
+        return safety.live_node(site.conn, uuid)
+    except NotFoundException:
+        return None
+
+
+def project_name(site: SiteConnection, lease: dict[str, Any]) -> str | None:
+    """For policy.excluded_projects by name; None for a project Keystone no longer has."""
+    try:
+        return str(site.conn.identity.get_project(lease["project_id"]).name) if lease.get("project_id") else None
+    except NotFoundException:
+        return None
 
 
 def idle_since(subject: dict[str, Any], context: dict[str, Any], now: datetime) -> datetime | None:
