@@ -47,8 +47,8 @@ def render_result(result: Result) -> None:
         table.add_column(column, overflow="fold")
     for a in result.actions:
         detail = a["reason"]
-        if a.get("before") and a.get("after"):
-            detail = f"{a['before']['provision_state']} -> {a['after']['provision_state']}"
+        if a.get("before") and a.get("after") and "provision_state" in a["before"]:
+            detail = f"{a['before']['provision_state']} -> {a['after'].get('provision_state')}"
         style = OUTCOME_STYLE.get(a["outcome"], "")
         table.add_row(
             *map(plain, (a["node"], a["hammer"], a["kind"], a["mode"])), plain(a["outcome"], style), plain(detail[:200])

@@ -31,6 +31,11 @@ logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # its messages name
 
 #: what an applied action's outcome must be to be told (refusals and observations are findings' business)
 NOTIFIED_OUTCOMES = ("succeeded", "failed", "fixed", "ineffective", "unverified")
+#: what holds a subject after an escalation: a node's maintenance, or for another subject the ledger
+HELD = {
+    True: "The node is in maintenance; nothing will retry it.",
+    False: "Nothing will retry it until the fault is gone (fixed by a human).",
+}
 #: failed deliveries per site since this process started (the exporter's hammersmith_notification_failures_total)
 FAILURES: Counter[str] = Counter()
 
@@ -84,14 +89,21 @@ def sweep_batch(store: Store, site: Site, site_name: str, result: Result, base_u
         send(site, site_name, f"hammersmith [{site_name}]: {len(lines)} new item(s)", "\n".join(lines))
 
 
+def held(hammer: Hammer, action: Action) -> str:
+    """The mark that holds a subject (not a node) a hammer gave up on, until the fault is gone."""
+    return f"held:{hammer.name}:{action.node_uuid}"
+
+
 def forget_resolved(store: Store, site_name: str, result: Result, evaluated: set[str]) -> None:
-    """A finding no longer seen by a hammer that ran on complete data is resolved: if it comes back, it is news."""
+    """A finding no longer seen by a hammer that ran on complete data is resolved: if it comes back, it is news
+    (and a subject given up on is free to be acted on, and given up on, again)."""
     found = {(f.check, f.node_uuid) for f in result.findings}
     keys = []
-    for key in store.notification_keys(site_name, "finding:"):
-        _, check, node, *_ = key.split(":", 3)
-        if check in evaluated and (check, node) not in found:
-            keys.append(key)
+    for prefix in ("finding:", "held:"):
+        for key in store.notification_keys(site_name, prefix):
+            _, check, node, *_ = key.split(":", 3)
+            if check in evaluated and (check, node) not in found:
+                keys.append(key)
     store.forget_notifications(site_name, keys)
 
 
@@ -122,7 +134,7 @@ def escalation(
             site,
             site_name,
             f"hammersmith [{site_name}]: {hammer.name} gave up on {action.node_name}",
-            f"{reason}\nThe node is in maintenance; nothing will retry it.\nrunbook: {runbook(base_url, hammer.name)}",
+            f"{reason}\n{HELD[hammer.subject == 'node']}\nrunbook: {runbook(base_url, hammer.name)}",
         )
 
 

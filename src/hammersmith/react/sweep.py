@@ -422,16 +422,16 @@ class Sweeper:
             except safety.Refused as exc:  # an unreadable record on one node refuses that node only
                 self._record(result, action, "refused", str(exc), node)
                 continue
-            if at_once or used >= self.policy.budget.attempts:
-                if self._gave_up(hammer, action):
-                    self._record(result, action, "refused", "given up on earlier: waiting for a human", node)
-                else:
-                    self._escalate(result, hammer, action, node, at_once or f"gave up after {used} attempts", acts)
-                continue
-            if self.store.ineffective(
+            give_up = at_once or (f"gave up after {used} attempts" if used >= self.policy.budget.attempts else None)
+            if not give_up and self.store.ineffective(
                 site=self.site_name, hammer=hammer.name, node_uuid=action.node_uuid, kind=action.kind, since=window
             ):
-                self._escalate(result, hammer, action, node, f"gave up: its last {action.kind} was ineffective", acts)
+                give_up = f"gave up: its last {action.kind} was ineffective"
+            if give_up and self._gave_up(hammer, action):
+                self._record(result, action, "refused", "given up on earlier: waiting for a human", node)
+            elif give_up:
+                self._escalate(result, hammer, action, node, give_up, acts)
+            if give_up:
                 continue
             count = per_sweep.get(hammer.name, 0)
             hourly = self.store.applied_count(site=self.site_name, hammer=hammer.name, since=hour_ago) if apply else 0
@@ -483,11 +483,9 @@ class Sweeper:
         return safety.node_lock(self.store, self.site_name, node_uuid, self.agent, self.policy.lock_ttl_seconds)
 
     def _gave_up(self, hammer: Hammer, action: Action) -> bool:
-        """A subject other than a node has no maintenance to hold it: its escalation row does (once is enough)."""
-        if hammer.subject == "node":
-            return False
-        last = self.store.actions(site=self.site_name, hammer=hammer.name, node=action.node_uuid, limit=5)
-        return any(row.outcome == "escalated" for row in last)
+        """A subject other than a node has no maintenance to hold it: a mark does, from its escalation until the
+        hammer no longer finds it (notify.forget_resolved), so a fault that comes back is escalated again."""
+        return hammer.subject != "node" and self.store.already_notified(self.site_name, notify.held(hammer, action))
 
     def _escalate(
         self, result: Result, hammer: Hammer, action: Action, node: dict[str, Any], why: str, apply: bool
@@ -518,6 +516,8 @@ class Sweeper:
             self._record(result, action, "refused", f"escalation not needed: {exc}", node, "apply")
             return
         result.add(escalate, "escalated", "apply", reason, action_id=action_id)
+        if hammer.subject != "node":
+            self.store.mark_notified(self.site_name, notify.held(hammer, action))
         notify.escalation(self.store, self.site, self.site_name, hammer, action, reason, self.base_url)
 
     def _begin(self, action: Action, node: dict[str, Any], guard: Guard | None = None) -> int:
