@@ -123,10 +123,9 @@ class RetirementEnforcer(Hammer):
 
 
 def reservable(host: dict[str, Any]) -> bool:
-    """Blazar lists `reservable` as a boolean; an extra capability of that name (a `PUT` mistaken for the flag)
-    shadows it as a string, and "0" is not reservable."""
-    value = host.get("reservable")
-    return value not in (False, None, "0", "false", "False", 0)
+    """Blazar's flag. An extra capability named `reservable` (a `PUT` mistaken for the flag) shadows it in the API's
+    answer as a string, "0" included, while the real flag is unchanged: any string counts as reservable."""
+    return bool(host.get("reservable"))
 
 
 def held_by(reservations: Reservations, node: dict[str, Any], now: datetime) -> str:
