@@ -19,7 +19,7 @@ def config(directory: Path, hammer: str, mode: str, **policy: Any) -> Path:
 
     hammers = {name: "off" for name in load()} | {hammer: mode}
     full = {"grace_minutes": 0, "hammers": hammers, "breaker": {"max_percent": 100}, **policy}
-    path = directory / f"{hammer}-{mode}.yaml"
+    path = directory / f"{hammer}-{mode}-{len(list(directory.glob('*.yaml')))}.yaml"  # one file per call
     path.write_text(
         yaml.safe_dump({"state_dir": str(directory), "sites": {"full": {"cloud": CLOUD_NAME, "policy": full}}})
     )
