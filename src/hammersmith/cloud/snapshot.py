@@ -110,6 +110,10 @@ class Snapshot:
     def incomplete(self) -> list[str]:
         return sorted(s for s, r in self.services.items() if r.status == "incomplete")
 
+    def offers(self, service: str) -> bool:
+        """The site has the service (in its catalog, or configured), whether or not it could be read."""
+        return self.services.get(service, ServiceRead("absent")).status != "absent"
+
     def complete(self, *services: str) -> bool:
         """True when every named service was read in full (no names: every service the site has)."""
         if not services:

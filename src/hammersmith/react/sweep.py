@@ -201,6 +201,8 @@ class Sweeper:
         candidates: list[tuple[Hammer, Action, dict[str, Any]]] = []
         booked = reservations.of(snap)
         for name, hammer in hammers.items():
+            if not all(snap.offers(s) for s in hammer.reads):
+                continue  # a hammer for services this site does not have
             if not snap.complete(*hammer.reads):
                 result.skipped[name] = "incomplete snapshot for " + ", ".join(
                     s for s in hammer.reads if not snap.complete(s)

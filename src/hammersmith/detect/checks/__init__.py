@@ -113,15 +113,15 @@ def cross_service() -> dict[str, Any]:
 
 
 def between_services(snapshot: Snapshot, policy: Policy, skipped: dict[str, str]) -> list[Finding]:
+    """Findings of the cross-service hammers whose services the site has (the others do not apply there)."""
     found: list[Finding] = []
     for name, hammer in cross_service().items():
-        absent = [s for s in hammer.reads if s not in snapshot.services]
+        if not all(snapshot.offers(s) for s in hammer.reads):
+            continue
         unread = [s for s in hammer.reads if not snapshot.complete(s)] + [
             n for n in hammer.listings if snapshot.data.get(n) is None
         ]
-        if absent:
-            skipped[name] = f"not at this site: {', '.join(absent)}"
-        elif unread:
+        if unread:
             skipped[name] = f"incomplete data from {', '.join(unread)}"
         else:
             found.extend(hammer.detect(snapshot, policy))
