@@ -270,7 +270,8 @@ class Site(_Strict):
     notify: list[AppriseUrl] = Field(default_factory=list, description="Apprise URLs (secrets: never logged)")
     sweep_interval_seconds: int = Field(300, ge=5, le=86_400)
     alerts: dict[str, str] = Field(
-        default_factory=dict, description="Alertmanager alert name -> hammer it triggers for the alert's node (or subject)"
+        default_factory=dict,
+        description="Alertmanager alert name -> hammer it triggers for the alert's node (or subject)",
     )
     probes: Probes = Field(default_factory=Probes)
     smoke: Smoke = Field(default_factory=Smoke)
