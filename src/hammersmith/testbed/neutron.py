@@ -55,6 +55,8 @@ NOAUTH_POLICY = """"create_port:binding:profile": ""
 #: (by default only admin does; others get their own project's, silently)
 KEYSTONE_POLICY = (
     '"get_floatingip": "(rule:admin_only) or (rule:service_api) or (role:reader and project_id:%(project_id)s)"\n'
+    # the floating-ip reaper's keep and Blazar tags: without it Neutron leaves `tags` out of the listing, silently
+    '"get_floatingip:tags": "(rule:admin_only) or (rule:service_api) or (role:reader and project_id:%(project_id)s)"\n'
     # the floating-ip reaper, and conflicting-macs on the provisioning network (an admin's, not shared)
     '"delete_floatingip": "(rule:admin_only) or (rule:service_api) or (role:member and project_id:%(project_id)s)"\n'
     '"get_network": "(rule:admin_only) or (rule:service_api) or (role:reader and project_id:%(project_id)s)'
