@@ -58,7 +58,8 @@ LISTINGS: tuple[Listing, ...] = (
     Listing("network_ports", "network", "/ports", "ports"),
     Listing("networks", "network", "/networks", "networks", optional=True),
     Listing("floating_ips", "network", "/floatingips", "floatingips"),
-    Listing("resource_providers", "placement", "/resource_providers", "resource_providers", paginated=False),
+    # 1.14: providers show their parent and root (a child is never an orphan of its own)
+    Listing("resource_providers", "placement", "/resource_providers", "resource_providers", (), "1.14", False),
     Listing("blazar_hosts", "reservation", "/os-hosts", "hosts", paginated=False),
     Listing("host_allocations", "reservation", "/os-hosts/allocations", "allocations", paginated=False),
     Listing("leases", "reservation", "/leases", "leases", (("all_tenants", True),), paginated=False),

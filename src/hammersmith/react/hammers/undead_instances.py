@@ -13,10 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from openstack.connection import Connection
-from openstack.exceptions import raise_from_response
 
 from hammersmith.cloud.connection import SiteConnection
-from hammersmith.cloud.snapshot import NOVA_MICROVERSION, Snapshot
+from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding, finding
 from hammersmith.detect.reservations import Reservations
@@ -31,12 +30,10 @@ CLEANED = frozenset({"available", "manageable", "enroll"})
 
 
 def server_exists(conn: Connection, server_id: str) -> bool:
-    """Nova's own answer for one server (a 404 is the proof Chameleon's version also asked for)."""
-    response = conn.compute.get(f"/servers/{server_id}", microversion=NOVA_MICROVERSION, raise_exc=False)
-    if response.status_code == 404:
-        return False
-    raise_from_response(response)
-    return True
+    """Whether Nova lists the server, in any project, right now. `GET /servers/{id}` is no proof: for an account
+    that is not Nova's admin, Nova answers 404 for every other project's server, live or not. So the listing the
+    snapshot reads is read again (one call per page, for each node about to be acted on only)."""
+    return any(s.id == server_id for s in conn.compute.servers(details=False, all_projects=True))
 
 
 def undead(node: dict[str, Any], exists: bool) -> str | None:
@@ -47,8 +44,8 @@ def undead(node: dict[str, Any], exists: bool) -> str | None:
 @hammer
 class UndeadInstances(Hammer):
     """Give a node whose instance Nova no longer has back to the pool: undeploy it (Ironic tears it down and cleans
-    it), or, where it is not deployed, remove the stale `instance_uuid`. Nova is asked for the instance again right
-    before acting; a server Nova lists, even one being deleted, is alive."""
+    it), or, where it is not deployed, remove the stale `instance_uuid`. Nova's servers (every project) are listed
+    again right before acting; a server Nova lists, even one being deleted, is alive."""
 
     name = "undead-instances"
     reads = ("ironic", "nova")
@@ -97,7 +94,12 @@ class UndeadInstances(Hammer):
         """Every rule of a node hammer, except that the instance the node names is proven gone (Nova says 404):
         that instance is the fault, not a user's."""
         instance = subject.get("instance_uuid")
-        if instance and server_exists(conn, instance):
+        try:
+            alive = bool(instance) and server_exists(conn, instance)
+        except Exception as exc:  # fails closed: an instance Nova cannot vouch for may be a user's
+            why = safety.short_error(exc)
+            raise safety.Refused(f"Nova could not be asked about instance {instance}: {why}") from None
+        if alive:
             raise safety.Refused(f"user instance {instance} exists in Nova")
         unbound = {**subject, "instance_uuid": None}
         safety.may_touch(self, unbound, policy, now, safety.history_for(conn, subject), reservations)
