@@ -26,10 +26,11 @@ def config(directory: Path, hammer: str, mode: str, **policy: Any) -> Path:
     return path
 
 
-def run(bed: Testbed, path: Path, *args: str) -> dict[str, Any]:
+def run(bed: Testbed, path: Path, *args: str) -> Any:
+    """A CLI command's JSON (exit 1: findings or a failed notice, still a report)."""
     done = hammersmith("--config", str(path), *args, "--json", cwd=bed.workdir)
     assert done.returncode in (0, 1), done.stderr
-    return dict(json.loads(done.stdout))
+    return json.loads(done.stdout)
 
 
 def ledger(bed: Testbed, path: Path, subject: str) -> list[dict[str, Any]]:

@@ -5,11 +5,9 @@ and stay. hammersmith logs in with its least-privilege account (clouds.yaml)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -19,7 +17,8 @@ from hammersmith.react.hammers import load
 from hammersmith.testbed import lifecycle
 from hammersmith.testbed.faults import Injector
 from hammersmith.testbed.ironic import CLOUD_NAME
-from tests.conftest import Testbed, hammersmith
+from tests.conftest import Testbed
+from tests.react.crossservice import run
 from tests.testbed.test_full_tier import INSTALLED
 
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="not installed: mariadb-server, rabbitmq-server")
@@ -45,12 +44,6 @@ def config(directory: Path, grace_hours: float, excluded: str) -> Path:
         yaml.safe_dump({"state_dir": str(directory), "sites": {"full": {"cloud": CLOUD_NAME, "policy": policy}}})
     )
     return path
-
-
-def run(bed: Testbed, path: Path, *args: str) -> Any:
-    done = hammersmith("--config", str(path), *args, "--json", cwd=bed.workdir)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def associated(inj: Injector, public: str, project: str, stack: ExitStack) -> FloatingIP:

@@ -8,20 +8,27 @@ and the notices store (hammers.MEMORY) remembers that the owner was told.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from openstack.connection import Connection
-from openstack.exceptions import raise_from_response
 
 from hammersmith.cloud.connection import SiteConnection
-from hammersmith.cloud.snapshot import Snapshot, server_date
+from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Policy
 from hammersmith.detect.checks import Finding
 from hammersmith.detect.reservations import blazar_time
 from hammersmith.react import safety
 from hammersmith.react.hammers import MEMORY, Action, Live, ObjectHammer, hammer
-from hammersmith.react.hammers.unutilized_lease_reaper import KEPT, in_flight_id, owner_notice, preview, send, told_at
+from hammersmith.react.hammers.unutilized_lease_reaper import (
+    KEPT,
+    in_flight_id,
+    live_lease,
+    owner_notice,
+    preview,
+    send,
+    told_at,
+)
 from hammersmith.react.notices import Notice
 
 
@@ -73,16 +80,10 @@ class LeaseStartReminder(ObjectHammer):
         return [Action(self.name, found.node_uuid, found.node_name, "notify", found.summary, {"notice": notice.key})]
 
     def read(self, site: SiteConnection, key: str) -> Live:
-        blazar = site.adapter("reservation")
-        if blazar is None:
-            raise RuntimeError("Blazar is not in the catalog")
         ident = self.ident(key)
-        response = blazar.get(f"/leases/{ident}", raise_exc=False)
-        raise_from_response(response)
-        found = response.json()["lease"]
+        _, found, now = live_lease(site, ident)
         lease = self.subject_of(found, ident, found.get("name"))
-        context = {"told_at": told_at(MEMORY.get(), starts_key(ident))}
-        return Live(lease, [], server_date(response) or datetime.now(UTC), context)
+        return Live(lease, [], now, {"told_at": told_at(MEMORY.get(), starts_key(ident))})
 
     def execute(self, conn: Connection, action: Action, live: Live, lease: safety.Lease) -> None:
         memory = MEMORY.get()

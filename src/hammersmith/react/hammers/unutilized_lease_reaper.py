@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keystoneauth1 import adapter as ks_adapter
 from openstack.connection import Connection
 from openstack.exceptions import NotFoundException, raise_from_response
 
@@ -100,6 +101,16 @@ def preview(memory: Memory | None, notice: Notice) -> None:
         notices.preview(memory.store, site.name, site.conn, site.site.notices, notice)
     except Exception as exc:
         log.warning("notice %s not previewed: %s", notice.key, safety.short_error(exc))
+
+
+def live_lease(site: SiteConnection, ident: str) -> tuple[ks_adapter.Adapter, dict[str, Any], datetime]:
+    """Blazar, one lease as it is now (NotFoundException when gone), and Blazar's clock."""
+    blazar = site.adapter("reservation")
+    if blazar is None:
+        raise RuntimeError("Blazar is not in the catalog")
+    response = blazar.get(f"/leases/{ident}", raise_exc=False)
+    raise_from_response(response)
+    return blazar, response.json()["lease"], server_date(response) or datetime.now(UTC)
 
 
 @hammer
@@ -208,20 +219,15 @@ class UnutilizedLeaseReaper(ObjectHammer):
     def read(self, site: SiteConnection, key: str) -> Live:
         """The lease, its hosts' nodes (Ironic: an instance deploying or deployed there sets instance_uuid) and its
         project's name, on Blazar's clock. Nova lists servers by node only for admins: Ironic's field stands in."""
-        blazar = site.adapter("reservation")
-        if blazar is None:
-            raise RuntimeError("Blazar is not in the catalog")
         ident = self.ident(key)
-        response = blazar.get(f"/leases/{ident}", raise_exc=False)
-        raise_from_response(response)
-        lease = response.json()["lease"]
+        blazar, lease, now = live_lease(site, ident)
         allocations = blazar.get("/os-hosts/allocations", params={"lease_id": ident}).json()["allocations"]
         hosts = {str(h["id"]): h for h in blazar.get("/os-hosts").json()["hosts"]}
         uuids = nodes_by_lease(allocations, hosts).get(ident, [])
         nodes = [node for uuid in uuids if (node := present(site, uuid))]
         subject = self.subject_of({**lease, "project_name": project_name(site, lease)}, ident, lease.get("name"))
         context = {"nodes": nodes, "servers": [], "told_at": told_at(MEMORY.get(), idle_key(ident))}
-        return Live(subject, [], server_date(response) or datetime.now(UTC), context)
+        return Live(subject, [], now, context)
 
     def settled(self, live: Live) -> bool:
         """Ended early, a lease stays ACTIVE until Blazar's manager runs its end event (every few seconds)."""
