@@ -44,6 +44,16 @@ CONTRACT_ALERTS = {
     "OpenStackServiceDown",
     "OpenStackApiErrors",
     "OpenStackApiSlow",
+    # where the services disagree: the cross-service hammers' findings
+    "IronicNodeUndeadInstance",
+    "NeutronPortMacConflict",
+    "PlacementOrphanProvider",
+    "NeutronFloatingIPsIdle",
+    "BlazarLeaseIdle",
+    "BlazarLeaseReminderPending",
+    "BlazarRetiredHostReservable",
+    "BlazarFreepoolInconsistent",
+    "KeystoneOrphanedResources",
     # hammersmith itself
     "HammersmithSnapshotStale",
     "HammersmithSnapshotIncomplete",
