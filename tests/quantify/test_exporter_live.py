@@ -111,10 +111,10 @@ def test_prometheus_scrapes_the_exporter_over_keystone(
         assert prometheus.query(f'hammersmith_service_up{{{site},service="neutron"}} == 1')
         assert prometheus.query(f"hammersmith_snapshot_complete{{{site}}} == 1")
         # one fresh login per cycle, and a constant number of list calls (one page each here; keystone: projects and
-        # users)
+        # users; neutron: ports, networks, floating IPs)
         assert prometheus.query(f'hammersmith_snapshot_requests{{{site},service="keystone"}} == 3')
         assert prometheus.query(f'hammersmith_snapshot_requests{{{site},service="ironic"}} == 3')
-        assert prometheus.query(f'hammersmith_snapshot_requests{{{site},service="neutron"}} == 2')
+        assert prometheus.query(f'hammersmith_snapshot_requests{{{site},service="neutron"}} == 3')
         available = prometheus.query(f'sum(hammersmith_ironic_nodes{{{site},provision_state="available"}})')
         assert float(available[0]["value"][1]) == nodes
         assert prometheus.query(f'hammersmith_neutron_floating_ips{{{site},state="idle"}}')
