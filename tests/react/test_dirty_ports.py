@@ -66,5 +66,6 @@ def test_snapshot_reads_neutron_when_the_catalog_has_it(bed: Testbed) -> None:
     assert snap.services["neutron"].status == "ok" and snap.complete("ironic", "neutron")
     ports = snap.data["network_ports"] or []
     assert any(p["name"] == "listed" for p in ports)
-    # page_size 1: one request per port plus the last page, one for floating IPs (none): pages only
-    assert snap.requests["neutron"] == len(ports) + 1 + 1
+    # page_size 1: one request per item plus the last page, for ports and networks; one for floating IPs (none)
+    networks = snap.data["networks"] or []
+    assert snap.requests["neutron"] == (len(ports) + 1) + (len(networks) + 1) + 1
