@@ -21,7 +21,7 @@ def leftovers(inj: Injector, node: str) -> list[str]:
     return [p.id for p in inj.cloud.network.ports(name=f"leftover-{node}")]
 
 
-def test_a_leftover_port_is_deleted_unless_its_node_is_leased(
+def test_conflicting_macs_leftover_port_is_deleted_unless_its_node_is_leased(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     free, leased = inj.targets("conflicting-mac", 2)

@@ -65,7 +65,7 @@ def associated(inj: Injector, public: str, project: str, stack: ExitStack) -> Fl
     return fip
 
 
-def test_an_idle_floating_ip_is_deleted_and_kept_ones_are_left_alone(
+def test_floating_ip_reaper_idle_floating_ip_is_deleted_and_kept_ones_are_left_alone(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     (name,) = inj.targets(FAULT, 1)
@@ -117,7 +117,7 @@ def test_an_idle_floating_ip_is_deleted_and_kept_ones_are_left_alone(
         assert rows[0]["after"] == {"exists": False}
 
 
-def test_while_blazar_cannot_be_read_no_floating_ip_is_deleted(
+def test_floating_ip_reaper_while_blazar_cannot_be_read_no_floating_ip_is_deleted(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     """Blazar down: which addresses it reserves is unknown, so an idle floating IP is found but refused (fails

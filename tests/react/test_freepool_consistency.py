@@ -43,7 +43,7 @@ def delete_leases(inj: Injector, *names: str) -> None:
             api.delete(f"/leases/{lease['id']}")
 
 
-def test_a_free_host_returns_to_the_free_pool_and_a_leased_one_is_left_alone(
+def test_freepool_consistency_free_host_returns_to_the_free_pool_and_a_leased_one_is_left_alone(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     missing, leased = inj.targets("freepool-missing-host", 2)

@@ -24,7 +24,7 @@ HAMMER, FAULT = "lease-start-reminder", "lease-starting"
 ZONE = "America/Chicago"
 
 
-def test_the_owner_is_reminded_once_before_the_lease_starts_in_the_sites_zone(
+def test_lease_start_reminder_owner_is_reminded_once_before_the_lease_starts_in_the_sites_zone(
     full_testbed: Testbed,
     inj: Injector,
     tmp_path: Path,

@@ -149,7 +149,9 @@ def alert(bed: Bed) -> dict[str, Any]:
     }
 
 
-def test_a_lost_link_is_found_observed_then_restarted_from_a_sweep_and_from_the_alert(bed: Bed, tmp_path: Path) -> None:
+def test_mysql_replication_lost_link_is_observed_then_restarted_by_a_sweep_and_by_the_alert(
+    bed: Bed, tmp_path: Path
+) -> None:
     path = write_config(bed, tmp_path)
     lifecycle.inject(bed.workdir, "replication-connection-lost")
     try:
@@ -203,7 +205,7 @@ def test_a_lost_link_is_found_observed_then_restarted_from_a_sweep_and_from_the_
         heal(bed)
 
 
-def test_a_broken_row_or_an_operators_stop_is_escalated_once_never_restarted(
+def test_mysql_replication_broken_row_or_an_operators_stop_is_escalated_once_never_restarted(
     bed: Bed, tmp_path: Path, inbox: tuple[str, list[dict]]
 ) -> None:
     url, messages = inbox

@@ -63,7 +63,7 @@ def allocate(inj: Injector, consumer: str, provider: str) -> None:
     assert response.status_code == 204, response.text
 
 
-def test_an_orphan_provider_is_deleted_with_its_dead_allocation_and_a_live_servers_is_refused(
+def test_orphan_resource_providers_orphan_provider_is_deleted_with_its_dead_allocation_and_a_live_servers_is_refused(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     placement = inj.cloud.placement

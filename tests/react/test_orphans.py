@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not INSTALLED, reason="not installed: mariadb-se
 HAMMER = "orphans"
 
 
-def test_leases_of_a_disabled_project_or_user_are_reported_and_left(
+def test_orphans_leases_of_a_disabled_project_or_user_are_reported_and_left(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     (node,) = inj.pick(1)

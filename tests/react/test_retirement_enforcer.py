@@ -37,7 +37,7 @@ def unretire(inj: Injector, node: str) -> None:
     inj.wait(node, "available")
 
 
-def test_a_retired_node_leaves_blazar_unless_a_lease_holds_it(
+def test_retirement_enforcer_retired_node_leaves_blazar_unless_a_lease_holds_it(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     free, leased = inj.targets(FAULT, 2)

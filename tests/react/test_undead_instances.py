@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not INSTALLED, reason="not installed: mariadb-se
 HAMMER = "undead-instances"
 
 
-def test_an_undead_instance_is_undeployed_and_a_live_one_left_alone(
+def test_undead_instances_undead_instance_is_undeployed_and_a_live_one_left_alone(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
     undead, alive = inj.targets("undead-instance", 2)

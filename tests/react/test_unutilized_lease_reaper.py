@@ -71,7 +71,7 @@ def boot_into(inj: Injector, node: str, lease: dict[str, Any]) -> str:
         conn.close()
 
 
-def test_the_stages_a_lease_goes_through_told_once_ended_after_the_grace_left_alone_once_used() -> None:
+def test_unutilized_lease_reaper_stages_told_once_ended_after_the_grace_left_alone_once_used() -> None:
     """The one judgement for detection, re-check and verification, on Blazar's and Ironic's fields."""
     reaper = load()[HAMMER]
     now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -99,7 +99,7 @@ def to_alice(box: Inbox) -> list[str]:
     return [str(message["Subject"]) for rcpt, message in box.messages if rcpt == [EMAIL]]
 
 
-def test_an_idle_lease_is_told_once_then_ended_and_a_used_one_is_left_alone(
+def test_unutilized_lease_reaper_idle_lease_is_told_once_then_ended_and_a_used_one_is_left_alone(
     full_testbed: Testbed,
     inj: Injector,
     tmp_path: Path,
