@@ -31,7 +31,7 @@ def test_undead_instances_undead_instance_is_undeployed_and_a_live_one_left_alon
         assert alive not in seen
 
         watched = outcomes(run(full_testbed, observe, "sweep", "--apply"))
-        assert watched[undead][:2] == ("observe", "observed") and "would undeploy" in watched[undead][2]
+        assert watched[undead][:2] == ("observe", "observed") and "would undeploy" in watched[undead][2], watched
         assert inj.bm.get_node(undead).provision_state == "active"
 
         swept = run(full_testbed, config(tmp_path, HAMMER, "apply"), "sweep", "--apply")

@@ -33,7 +33,7 @@ def server_exists(conn: Connection, server_id: str) -> bool:
     """Whether Nova lists the server, in any project, right now. `GET /servers/{id}` is no proof: for an account
     that is not Nova's admin, Nova answers 404 for every other project's server, live or not. So the listing the
     snapshot reads is read again (one call per page, for each node about to be acted on only)."""
-    return any(s.id == server_id for s in conn.compute.servers(details=False, all_projects=True))
+    return any(s.id == server_id for s in conn.compute.servers(details=True, all_projects=True))
 
 
 def undead(node: dict[str, Any], exists: bool) -> str | None:
