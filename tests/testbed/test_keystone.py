@@ -68,7 +68,7 @@ def test_snapshot_reads_ironic_and_neutron_after_one_login(bed: Testbed) -> None
     assert result.returncode == 0, result.stderr
     assert summary["complete"] and summary["counts"]["nodes"] == NODES
     assert {s: summary["services"][s]["status"] for s in ("ironic", "neutron")} == {"ironic": "ok", "neutron": "ok"}
-    assert summary["requests"]["keystone"] == 2  # the login, then the projects listing (names for project IDs)
+    assert summary["requests"]["keystone"] == 3  # the login, then the projects and users listings (names, owners)
     assert summary["services"]["keystone"]["status"] == "ok" and summary["counts"]["projects"] >= 1
 
 
