@@ -229,9 +229,23 @@ class Injector:
             time.sleep(1.0)
         return dict(lease)
 
+    def schedulable(self, node_id: str) -> None:
+        """Until Placement offers the node's one unit again: a node back in `available` stays reserved there until
+        its nova-compute's next update (every 30 s), and a boot onto it meanwhile fails with No valid host."""
+        deadline = time.monotonic() + WAIT_TIMEOUT * 2
+        path = f"/resource_providers/{node_id}/inventories"
+        while True:
+            found = self.cloud.placement.get(path, microversion="1.14").json().get("inventories", {})
+            if any(i["total"] - i["reserved"] > 0 for i in found.values()):
+                return
+            if time.monotonic() > deadline:
+                raise TestbedError(f"Placement offers nothing of node {node_id} after {WAIT_TIMEOUT * 2:.0f} s")
+            time.sleep(1.0)
+
     def boot(self, node: str, name: str) -> Server:
         """A server deployed onto this node through Nova (the admin picks its compute host), once ACTIVE."""
         found = self.bm.get_node(node)
+        self.schedulable(found.id)
         compute = self.cloud.compute
         server = compute.create_server(
             name=name,
