@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,17 @@ def baseline(http: httpx.Client) -> tuple[dict[str, int], int]:
             counts[resource] += len(body[resource])
             url = body.get("next")
     return counts, requests
+
+
+def finish(console: Any, results: Path, run: dict[str, Any], out: dict[str, Any]) -> int:
+    """Write a bench's JSON result (`run`: when and with what, `out`: what it measured), print its notes and
+    problems, and return the exit status: 1 when any problem was found."""
+    results.parent.mkdir(exist_ok=True)
+    default = lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)  # noqa: E731
+    results.write_text(json.dumps({**run, "machine": machine(), **out}, indent=2, default=default) + "\n")
+    console.log(f"wrote {results}")
+    for note in out["notes"]:
+        console.print(f"[yellow]{note}[/yellow]")
+    for problem in out["problems"]:
+        console.print(f"[red]{problem}[/red]")
+    return 1 if out["problems"] else 0

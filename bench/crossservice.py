@@ -37,14 +37,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from common import machine  # bench/ is the script directory, so this is bench/common.py
+from common import finish  # bench/ is the script directory, so this is bench/common.py
 from rich.console import Console
 from rich.table import Table
 
@@ -516,27 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     started, loadavg_before = datetime.now(UTC), os.getloadavg()
     out = measure(args, console)
     report(out, console)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "started_at": started.isoformat(),
-                "args": vars(args),
-                "machine": machine(),
-                "loadavg_before": loadavg_before,
-                **out,
-            },
-            indent=2,
-            default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o),
-        )
-        + "\n"
-    )
-    console.log(f"wrote {RESULTS}")
-    for note in out["notes"]:
-        console.print(f"[yellow]{note}[/yellow]")
-    for problem in out["problems"]:
-        console.print(f"[red]{problem}[/red]")
-    return 1 if out["problems"] else 0
+    run = {"started_at": started.isoformat(), "args": vars(args), "loadavg_before": loadavg_before}
+    return finish(console, RESULTS, run, out)
 
 
 if __name__ == "__main__":

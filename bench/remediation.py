@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import machine  # bench/ is the script directory, so this is bench/common.py
+from common import finish  # bench/ is the script directory, so this is bench/common.py
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -653,26 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     out = measure(args, console)
     report(out, args, console)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "started_at": started.isoformat(),
-                "args": vars(args),
-                "machine": machine(),
-                **out,
-            },
-            indent=2,
-            default=str,
-        )
-        + "\n"
-    )
-    console.log(f"wrote {RESULTS}")
-    for note in out["notes"]:
-        console.print(f"[yellow]{note}[/yellow]")
-    for problem in out["problems"]:
-        console.print(f"[red]{problem}[/red]")
-    return 1 if out["problems"] else 0
+    return finish(console, RESULTS, {"started_at": started.isoformat(), "args": vars(args)}, out)
 
 
 if __name__ == "__main__":
