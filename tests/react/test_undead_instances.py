@@ -20,7 +20,7 @@ HAMMER = "undead-instances"
 def test_undead_instances_undead_instance_is_undeployed_and_a_live_one_left_alone(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
-    undead, alive = inj.targets("undead-instance", 2)
+    undead, alive = inj.bootable(2)  # both are booted onto
     inj.inject("undead-instance", [undead])
     server = inj.boot(alive, f"thesis-run-{alive}")
     gone = inj.bm.get_node(undead).instance_id

@@ -229,15 +229,29 @@ class Injector:
             time.sleep(1.0)
         return dict(lease)
 
-    def schedulable(self, node_id: str) -> None:
-        """Until Placement offers the node's one unit again: a node back in `available` stays reserved there until
-        its nova-compute's next update (every 30 s), and a boot onto it meanwhile fails with No valid host."""
-        deadline = time.monotonic() + WAIT_TIMEOUT * 2
+    def offered(self, node_id: str) -> bool:
+        """Whether Placement offers the node's unit: a node back in `available` stays reserved there until its
+        nova-compute's next update (every 30 s), and a boot onto it meanwhile fails with No valid host."""
         path = f"/resource_providers/{node_id}/inventories"
+        found = self.cloud.placement.get(path, microversion="1.14").json().get("inventories", {})
+        return any(i["total"] - i["reserved"] > 0 for i in found.values())
+
+    def bootable(self, count: int) -> list[str]:
+        """`count` healthy available nodes without a fault that Placement offers (waiting for the ones just returned
+        to the pool), for a test that boots onto them."""
+        deadline = time.monotonic() + WAIT_TIMEOUT * 2
         while True:
-            found = self.cloud.placement.get(path, microversion="1.14").json().get("inventories", {})
-            if any(i["total"] - i["reserved"] > 0 for i in found.values()):
-                return
+            offered = [name for name in self.free() if self.offered(self.bm.get_node(name).id)]
+            if len(offered) >= count:
+                return offered[:count]
+            if time.monotonic() > deadline:
+                raise TestbedError(f"Placement offers {len(offered)} of the free nodes, {count} needed")
+            time.sleep(2.0)
+
+    def schedulable(self, node_id: str) -> None:
+        """Until Placement offers the node (see `offered`)."""
+        deadline = time.monotonic() + WAIT_TIMEOUT * 2
+        while not self.offered(node_id):
             if time.monotonic() > deadline:
                 raise TestbedError(f"Placement offers nothing of node {node_id} after {WAIT_TIMEOUT * 2:.0f} s")
             time.sleep(1.0)
@@ -303,13 +317,17 @@ class Injector:
         self.bm.set_node_provision_state(node, "active", wait=False)
 
     # -- selection and bookkeeping ----------------------------------------------------------
-    def pick(self, count: int) -> list[str]:
-        """The first `count` healthy available nodes that carry no fault yet."""
-        free = sorted(
+    def free(self) -> list[str]:
+        """The healthy available nodes that carry no fault yet, by name."""
+        return sorted(
             n.name
             for n in self.bm.nodes(details=True)
             if n.provision_state == "available" and not n.is_maintenance and n.name not in self.state.faults
         )
+
+    def pick(self, count: int) -> list[str]:
+        """The first `count` healthy available nodes that carry no fault yet."""
+        free = self.free()
         if len(free) < count:
             raise TestbedError(
                 f"only {len(free)} healthy available nodes left, {count} needed",
