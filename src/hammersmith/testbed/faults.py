@@ -24,9 +24,11 @@ from datetime import UTC, datetime, timedelta
 
 import openstack
 from keystoneauth1 import adapter as ks_adapter
+from openstack.baremetal.v1.node import Node
 from openstack.compute.v2.server import Server
 from openstack.compute.v2.service import Service
 from openstack.connection import Connection
+from openstack.exceptions import ResourceFailure
 
 from hammersmith.errors import TestbedError
 from hammersmith.testbed import blazar, fleet, nova, process
@@ -43,6 +45,8 @@ USER = "alice"
 GONE_FLAVOR = "baremetal.retired_generation"
 #: states a fault may leave a node in, for the batch wait
 WAIT_TIMEOUT = 60.0
+#: how nova-compute fails a build while its cached provider tree holds a provider Placement no longer has
+STALE_PROVIDER = "Failed to retrieve allocations for resource provider"
 #: the external network idle floating IPs come from
 PUBLIC_NETWORK = "public"
 
@@ -257,18 +261,38 @@ class Injector:
             time.sleep(1.0)
 
     def boot(self, node: str, name: str) -> Server:
-        """A server deployed onto this node through Nova (the admin picks its compute host), once ACTIVE."""
+        """A server deployed onto this node through Nova (the admin picks its compute host), once ACTIVE.
+
+        Blazar deletes and re-creates its own provider under the node's when a host is deleted and enrolled again
+        (retirement-enforcer's test); nova-compute keeps the deleted one in its cached provider tree and fails a
+        build on the node until its next refresh (nova.PROVIDER_REFRESH), so that failure gets one more try."""
         found = self.bm.get_node(node)
         self.schedulable(found.id)
+        try:
+            return self.launch(found, name)
+        except TestbedError as failed:
+            if STALE_PROVIDER not in str(failed):
+                raise
+        time.sleep(2 * nova.PROVIDER_REFRESH)
+        return self.launch(found, name)
+
+    def launch(self, node: Node, name: str) -> Server:
+        """One boot onto the node's compute host; a server that goes to ERROR is deleted and its fault raised."""
         compute = self.cloud.compute
         server = compute.create_server(
             name=name,
-            flavor_id=compute.find_flavor(nova.flavor_name(found.resource_class), ignore_missing=False).id,
+            flavor_id=compute.find_flavor(nova.flavor_name(node.resource_class), ignore_missing=False).id,
             image_id=self.cloud.image.find_image(nova.IMAGE, ignore_missing=False).id,
             networks=[{"uuid": self.state.network_id}],
-            availability_zone=f"nova:{self.compute_host(found.id)}",
+            availability_zone=f"nova:{self.compute_host(node.id)}",
         )
-        return compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=WAIT_TIMEOUT * 3)
+        try:
+            return compute.wait_for_server(server, failures=["ERROR"], interval=1, wait=WAIT_TIMEOUT * 3)
+        except ResourceFailure as failed:
+            fault = (compute.get_server(server.id).fault or {}).get("message", "")
+            compute.delete_server(server)
+            compute.wait_for_delete(server, interval=1, wait=WAIT_TIMEOUT)
+            raise TestbedError(f"server {name} on node {node.name} went to ERROR: {fault}") from failed
 
     def gone_flavor(self) -> str:
         """GONE_FLAVOR (created once): one unit of a resource class no node has."""

@@ -36,6 +36,9 @@ DATABASES = ("nova_api", "nova", "nova_cell0")
 #: how often each nova-compute reads its Ironic nodes into Placement (upstream: every 60 s periodic tick; every
 #: 15 s, eight computes kept the idle tier at 5 % of the machine, every 30 s at 4 %)
 UPDATE_RESOURCES_INTERVAL = 30
+#: how long nova-compute trusts its cached provider tree (upstream 300 s): Blazar deletes and re-creates its own
+#: provider under a node's when its host is deleted and enrolled again, and builds fail until the cache is re-read
+PROVIDER_REFRESH = UPDATE_RESOURCES_INTERVAL
 #: how often the scheduler maps new compute hosts into the cell (upstream: never, by hand)
 DISCOVER_HOSTS_INTERVAL = 5
 
@@ -70,6 +73,9 @@ reserved_host_memory_mb = 0
 update_resources_interval = {update_resources_interval}
 # periodic tasks from the start, not after a random 0-60 s (the scheduler's host discovery among them)
 periodic_fuzzy_delay = 0
+
+[compute]
+resource_provider_association_refresh = {provider_refresh}
 
 [oslo_concurrency]
 lock_path = {state}/lock
@@ -221,6 +227,7 @@ class Nova:
                 state=state,
                 log=self.dir / f"nova-{name}.log",
                 update_resources_interval=UPDATE_RESOURCES_INTERVAL,
+                provider_refresh=PROVIDER_REFRESH,
                 auth=auth,
                 shard=shard_line,
                 region=keystone.REGION,
