@@ -429,3 +429,50 @@ class NoticeRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+class Maintenance(Base):
+    """One node's maintenance as hammersmith runs it (or adopted from a human's Ironic maintenance): who, why,
+    until when, and the objects it made in the services (a Blazar lease, an Alertmanager silence)."""
+
+    __tablename__ = "maintenances"
+    __table_args__ = (Index("ix_maintenances_site_state", "site", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    node_uuid: Mapped[str] = mapped_column(String(64))
+    node_name: Mapped[str | None] = mapped_column(String(255))
+    #: maint (by `hammersmith maint start`), retire, window (a part-time site's schedule), adopted (a human's)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: requested, waiting, in-maintenance, returning, done, cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str | None] = mapped_column(String(255))
+    by: Mapped[str] = mapped_column(String(255))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_id: Mapped[str | None] = mapped_column(String(64))
+    silence_id: Mapped[str | None] = mapped_column(String(64))
+    #: the last step done, or where it stopped (with `error`)
+    step: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Pause(Base):
+    """A human's pause of every hammer (hammer "*") or one at a site: findings are still recorded, nothing acts."""
+
+    __tablename__ = "pauses"
+    __table_args__ = (Index("ix_pauses_site", "site"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    hammer: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resumed_by: Mapped[str | None] = mapped_column(String(255))
