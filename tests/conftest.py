@@ -25,9 +25,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from hammersmith.config import Replica
 from hammersmith.testbed import fleet, lifecycle
 from hammersmith.testbed.faults import Injector
 from hammersmith.testbed.ironic import Ironic, State, free_port
+from hammersmith.testbed.replication import SERVICE as REPLICATION
+from hammersmith.testbed.replication import Endpoints, Replication, endpoints
 
 TESTBED_NODES = 30
 KEYSTONE_TESTBED_NODES = 10
@@ -116,6 +119,34 @@ def full_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     state = lifecycle.up(workdir, FULL_TESTBED_NODES, free_port(), _quiet_step, {"full"})
     try:
         yield Testbed(workdir, state)
+    finally:
+        lifecycle.down(workdir)
+
+
+@dataclass
+class ReplicationBed:
+    """The replication tier: Ironic (one node, the fleet the breaker counts) and the MariaDB primary, replica and
+    mysqld exporter; `up_seconds` is what starting it took."""
+
+    workdir: Path
+    server: Replication
+    endpoints: Endpoints
+    replica: Replica
+    up_seconds: float
+
+
+@pytest.fixture(scope="session")
+def replication_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicationBed]:
+    """`testbed up --with replication`, one per session (its tests heal what they break); stopped by PID at the end."""
+    workdir = tmp_path_factory.mktemp("replication")
+    started = time.monotonic()
+    state = lifecycle.up(workdir, 1, free_port(), _quiet_step, {REPLICATION})
+    took = time.monotonic() - started
+    try:
+        found = endpoints(lifecycle.testbed_dir(workdir).resolve(), state)
+        assert found is not None
+        server = Replication(lifecycle.service_dir(workdir, REPLICATION))
+        yield ReplicationBed(workdir, server, found, Replica(**found.replica_config()), took)
     finally:
         lifecycle.down(workdir)
 

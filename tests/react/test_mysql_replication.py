@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,17 +16,16 @@ from fastapi.testclient import TestClient
 
 from hammersmith import config
 from hammersmith.cloud import replication
-from hammersmith.config import Replica
 from hammersmith.quantify.exporter import Exporter
 from hammersmith.quantify.telemetry import Telemetry
 from hammersmith.react.incidents import IncidentProcessor, IncidentWorker
 from hammersmith.store import open_store
 from hammersmith.testbed import lifecycle
-from hammersmith.testbed.ironic import CLOUD_NAME, free_port
-from hammersmith.testbed.replication import DATABASE, SERVICE, TABLE, Endpoints, Replication, endpoints
+from hammersmith.testbed.ironic import CLOUD_NAME
+from hammersmith.testbed.replication import DATABASE, TABLE
 from hammersmith.web import webhook
 from hammersmith.web.app import create_app
-from tests.conftest import _quiet_step, hammersmith
+from tests.conftest import ReplicationBed, hammersmith
 
 HAMMER = "mysql-replication"
 KEY = "replica/replica"
@@ -38,29 +35,13 @@ TABLE_REF = f"`{DATABASE}`.`{TABLE}`"
 FIELDS = ("io_running", "sql_running", "last_io_errno", "last_sql_errno", "seconds_behind_master")
 
 
-@dataclass
-class Bed:
-    workdir: Path
-    server: Replication
-    endpoints: Endpoints
-    replica: Replica
+@pytest.fixture
+def bed(replication_bed: ReplicationBed) -> ReplicationBed:
+    """The session's replication tier, by this module's short name."""
+    return replication_bed
 
 
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
-    """The replication tier: Ironic (one node, the fleet the breaker counts) and the primary, replica and exporter."""
-    workdir = tmp_path_factory.mktemp("mysql-replication")
-    state = lifecycle.up(workdir, 1, free_port(), _quiet_step, {SERVICE})
-    try:
-        found = endpoints(lifecycle.testbed_dir(workdir).resolve(), state)
-        assert found is not None
-        server = Replication(lifecycle.service_dir(workdir, SERVICE))
-        yield Bed(workdir, server, found, Replica(**found.replica_config()))
-    finally:
-        lifecycle.down(workdir)
-
-
-def write_config(bed: Bed, directory: Path, notify: list[str] | None = None) -> Path:
+def write_config(bed: ReplicationBed, directory: Path, notify: list[str] | None = None) -> Path:
     """The replica in the site's config, the hammer in apply mode, the alert mapped to it; a store of its own."""
     directory.mkdir(exist_ok=True)
     policy = {"grace_minutes": 0, "hammers": {HAMMER: "apply"}, "breaker": {"max_percent": 100}}
@@ -77,7 +58,7 @@ def write_config(bed: Bed, directory: Path, notify: list[str] | None = None) -> 
     return path
 
 
-def run(bed: Bed, path: Path, *args: str) -> dict[str, Any]:
+def run(bed: ReplicationBed, path: Path, *args: str) -> dict[str, Any]:
     done = hammersmith("--config", str(path), *args, "--json", cwd=bed.workdir)
     assert done.returncode in (0, 1), done.stderr
     return dict(json.loads(done.stdout))
@@ -87,28 +68,28 @@ def ours(report: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return [item for item in report[key] if (item.get("hammer") or item.get("check")) == HAMMER]
 
 
-def ledger(bed: Bed, path: Path) -> list[dict[str, Any]]:
+def ledger(bed: ReplicationBed, path: Path) -> list[dict[str, Any]]:
     done = hammersmith("--config", str(path), "ledger", "--hammer", HAMMER, "--json", cwd=bed.workdir)
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout))
 
 
-def status(bed: Bed) -> replication.ReplicaStatus:
+def status(bed: ReplicationBed) -> replication.ReplicaStatus:
     return replication.status(bed.replica)
 
 
-def starts(bed: Bed) -> int:
+def starts(bed: ReplicationBed) -> int:
     """START SLAVE statements the replica has run (its own counter): proof that nobody restarted it."""
     return int(bed.server.replica.sql("SHOW GLOBAL STATUS LIKE 'Com_start_slave'").split()[-1])
 
 
-def write_on_primary(bed: Bed, note: str) -> int:
+def write_on_primary(bed: ReplicationBed, note: str) -> int:
     key = 1 + int(bed.server.primary.sql(f"SELECT COALESCE(MAX(id), 0) FROM {TABLE_REF}").split()[-1])
     bed.server.primary.sql(f"INSERT INTO {TABLE_REF} VALUES ({key}, '{note}')")
     return key
 
 
-def heal(bed: Bed) -> None:
+def heal(bed: ReplicationBed) -> None:
     """What an operator does: remove a row written on the replica by hand (if any), start replication, wait."""
     if status(bed).last_sql_errno == 1062:
         key = int(bed.server.primary.sql(f"SELECT MAX(id) FROM {TABLE_REF}").split()[-1])
@@ -120,7 +101,7 @@ def heal(bed: Bed) -> None:
         time.sleep(0.2)
 
 
-def alert(bed: Bed) -> dict[str, Any]:
+def alert(bed: ReplicationBed) -> dict[str, Any]:
     """MySQLReplicationBroken as Alertmanager sends it: the replica named only by its exporter's `instance`."""
     labels = {
         "alertname": "MySQLReplicationBroken",
@@ -150,7 +131,7 @@ def alert(bed: Bed) -> dict[str, Any]:
 
 
 def test_mysql_replication_lost_link_is_observed_then_restarted_by_a_sweep_and_by_the_alert(
-    bed: Bed, tmp_path: Path
+    bed: ReplicationBed, tmp_path: Path
 ) -> None:
     path = write_config(bed, tmp_path)
     lifecycle.inject(bed.workdir, "replication-connection-lost")
@@ -206,7 +187,7 @@ def test_mysql_replication_lost_link_is_observed_then_restarted_by_a_sweep_and_b
 
 
 def test_mysql_replication_broken_row_or_an_operators_stop_is_escalated_once_never_restarted(
-    bed: Bed, tmp_path: Path, inbox: tuple[str, list[dict]]
+    bed: ReplicationBed, tmp_path: Path, inbox: tuple[str, list[dict]]
 ) -> None:
     url, messages = inbox
     try:

@@ -8,8 +8,6 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,48 +20,26 @@ from hammersmith.cli.rules import RULES_DIR
 from hammersmith.cloud import replication
 from hammersmith.config import Replica
 from hammersmith.testbed import lifecycle, process
-from hammersmith.testbed.ironic import Ironic, free_port
+from hammersmith.testbed.ironic import Ironic
 from hammersmith.testbed.prometheus import Prometheus, missing_binaries
 from hammersmith.testbed.replication import (
     DATABASE,
     HAMMER_USER,
     SERVICE,
     TABLE,
-    Endpoints,
-    Replication,
-    endpoints,
 )
-from tests.conftest import _quiet_step
+from tests.conftest import ReplicationBed
 
 TABLE_REF = f"`{DATABASE}`.`{TABLE}`"
 
 
-@dataclass
-class Bed:
-    workdir: Path
-    server: Replication
-    endpoints: Endpoints
-    replica: Replica
-    up_seconds: float
+@pytest.fixture
+def bed(replication_bed: ReplicationBed) -> ReplicationBed:
+    """The session's replication tier, by this module's short name."""
+    return replication_bed
 
 
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
-    """Ironic (one node) and the replication service, stopped by PID at the end."""
-    workdir = tmp_path_factory.mktemp("replication")
-    started = time.monotonic()
-    state = lifecycle.up(workdir, 1, free_port(), _quiet_step, {SERVICE})
-    took = time.monotonic() - started
-    try:
-        found = endpoints(lifecycle.testbed_dir(workdir).resolve(), state)
-        assert found is not None
-        server = Replication(lifecycle.service_dir(workdir, SERVICE))
-        yield Bed(workdir, server, found, Replica(**found.replica_config()), took)
-    finally:
-        lifecycle.down(workdir)
-
-
-def _next_id(bed: Bed) -> int:
+def _next_id(bed: ReplicationBed) -> int:
     return 1 + int(bed.server.primary.sql(f"SELECT COALESCE(MAX(id), 0) FROM {TABLE_REF}").split()[-1])
 
 
@@ -75,14 +51,14 @@ def _wait_running(replica: Replica, timeout: float = 30) -> replication.ReplicaS
     return status
 
 
-def _write_and_see(bed: Bed, note: str) -> None:
+def _write_and_see(bed: ReplicationBed, note: str) -> None:
     """A row written on the primary arrives on the replica."""
     key = _next_id(bed)
     bed.server.primary.sql(f"INSERT INTO {TABLE_REF} VALUES ({key}, '{note}')")
     bed.server.wait_for(f"SELECT note FROM {TABLE_REF} WHERE id = {key}", note)
 
 
-def _heal_duplicate(bed: Bed) -> None:
+def _heal_duplicate(bed: ReplicationBed) -> None:
     """What an operator does about a row written on the replica by hand: delete it there, start replication."""
     key = _next_id(bed) - 1
     bed.server.replica.sql(f"DELETE FROM {TABLE_REF} WHERE id = {key}")
@@ -90,7 +66,7 @@ def _heal_duplicate(bed: Bed) -> None:
     _wait_running(bed.replica)
 
 
-def test_up_records_what_a_client_needs(bed: Bed) -> None:
+def test_up_records_what_a_client_needs(bed: ReplicationBed) -> None:
     ironic = Ironic(lifecycle.testbed_dir(bed.workdir))
     state = ironic.load_state()
     assert state is not None
@@ -122,7 +98,7 @@ def test_up_records_what_a_client_needs(bed: Bed) -> None:
     print(f"\nup --with replication (1 node): {bed.up_seconds:.1f} s")
 
 
-def test_replication_carries_writes(bed: Bed) -> None:
+def test_replication_carries_writes(bed: ReplicationBed) -> None:
     _write_and_see(bed, "written on the primary")
     status = replication.status(bed.replica)
     assert status.io_running and status.sql_running
@@ -130,7 +106,7 @@ def test_replication_carries_writes(bed: Bed) -> None:
     assert replication.cause(status) == "ok"
 
 
-def test_hammer_account_reads_status_and_starts_replication_only(bed: Bed) -> None:
+def test_hammer_account_reads_status_and_starts_replication_only(bed: ReplicationBed) -> None:
     replication.restart(bed.replica)  # START SLAVE on running threads: allowed, changes nothing
     assert replication.cause(replication.status(bed.replica)) == "ok"
     password = bed.endpoints.password_file.read_text().strip()
@@ -157,7 +133,7 @@ def test_hammer_account_reads_status_and_starts_replication_only(bed: Bed) -> No
     )
 
 
-def test_connection_lost_is_transient_and_restart_heals_it(bed: Bed) -> None:
+def test_connection_lost_is_transient_and_restart_heals_it(bed: ReplicationBed) -> None:
     started = time.monotonic()
     lifecycle.inject(bed.workdir, "replication-connection-lost")
     took = time.monotonic() - started
@@ -176,7 +152,7 @@ def test_connection_lost_is_transient_and_restart_heals_it(bed: Bed) -> None:
     print(f"\nfault replication-connection-lost: {took:.1f} s")
 
 
-def test_duplicate_key_is_permanent(bed: Bed) -> None:
+def test_duplicate_key_is_permanent(bed: ReplicationBed) -> None:
     lifecycle.inject(bed.workdir, "replication-duplicate-key")
     status = replication.status(bed.replica)
     assert status.io_running and not status.sql_running
@@ -190,7 +166,7 @@ def test_duplicate_key_is_permanent(bed: Bed) -> None:
     _write_and_see(bed, "after the duplicate was removed")
 
 
-def test_a_fault_needs_a_healthy_replica(bed: Bed) -> None:
+def test_a_fault_needs_a_healthy_replica(bed: ReplicationBed) -> None:
     bed.server.replica.sql("STOP SLAVE SQL_THREAD")
     try:
         status = replication.status(bed.replica)
@@ -204,7 +180,7 @@ def test_a_fault_needs_a_healthy_replica(bed: Bed) -> None:
 
 
 @pytest.mark.skipif(bool(missing_binaries()), reason="scripts/setup --test installs prometheus")
-def test_prometheus_fires_replication_broken(bed: Bed, tmp_path: Path) -> None:
+def test_prometheus_fires_replication_broken(bed: ReplicationBed, tmp_path: Path) -> None:
     """The shipped rule (only `for: 0s`) on what Debian's exporter really exports, against the broken replica."""
     rules = re.sub(r"(?m)^(\s+)for: \S+$", r"\1for: 0s", (RULES_DIR / "hosts.rules.yml").read_text())
     (tmp_path / "hosts.rules.yml").write_text(rules)
@@ -227,7 +203,7 @@ def test_prometheus_fires_replication_broken(bed: Bed, tmp_path: Path) -> None:
         server.wait_for('ALERTS{alertname="MySQLReplicationBroken"}', lambda result: not result)
 
 
-def test_stop_and_start_again_keep_the_data(bed: Bed) -> None:
+def test_stop_and_start_again_keep_the_data(bed: ReplicationBed) -> None:
     """`testbed stop replication` / `start replication`: every process by PID, then the same ports and data."""
     key = _next_id(bed)
     _write_and_see(bed, "before the stop")
@@ -239,7 +215,7 @@ def test_stop_and_start_again_keep_the_data(bed: Bed) -> None:
     _write_and_see(bed, "after the start")
 
 
-def test_down_stops_every_process(bed: Bed) -> None:
+def test_down_stops_every_process(bed: ReplicationBed) -> None:
     state = Ironic(lifecycle.testbed_dir(bed.workdir)).load_state()
     assert state is not None
     pids = state.pids_of(SERVICE)
