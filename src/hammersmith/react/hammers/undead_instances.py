@@ -91,8 +91,8 @@ class UndeadInstances(Hammer):
     def guard(
         self, subject: dict[str, Any], policy: Policy, now: datetime, conn: Connection, reservations: Reservations
     ) -> None:
-        """Every rule of a node hammer, except that the instance the node names is proven gone (Nova says 404):
-        that instance is the fault, not a user's."""
+        """Every rule of a node hammer, except that the instance the node names is proven gone (Nova's listing of
+        every project lacks it): that instance is the fault, not a user's."""
         instance = subject.get("instance_uuid")
         try:
             alive = bool(instance) and server_exists(conn, instance)
