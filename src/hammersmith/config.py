@@ -234,6 +234,110 @@ class Notices(_Strict):
         return zone
 
 
+class MaintenanceSettings(_Strict):
+    """`hammersmith maint`: how long a maintenance lasts by default and what returning a node to service runs."""
+
+    default_hours: float = Field(
+        24, gt=0, le=8760, description="a maintenance started without --until lasts this long (its Blazar lease too)"
+    )
+    inspect_on_return: bool = Field(False, description="inspect the node before it returns to service")
+    clean_on_return: bool = Field(
+        False, description="on the way back: manageable, so that provide runs automated cleaning"
+    )
+    smoke_on_return: bool = Field(True, description="the cheap check that the returned node works (validate, power)")
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _iana_zone(zone: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown IANA time zone (e.g. America/Chicago, Europe/Paris, UTC)") from None
+    return zone
+
+
+class WeeklySpan(_Strict):
+    """A recurring weekly span of local time when a part-time site's hardware goes away; `end` before `start`
+    means the span runs over midnight into the next day."""
+
+    days: list[str] = Field(min_length=1, description="the days the span starts on: mon, tue, wed, thu, fri, sat, sun")
+    start: str = Field(description="local time the hardware goes away, HH:MM (24 h)")
+    end: str = Field(description="local time it is back, HH:MM; at or before `start`: the next day")
+
+    @field_validator("days")
+    @classmethod
+    def _weekdays(cls, days: list[str]) -> list[str]:
+        """Full names are what people write; three letters are what the code compares."""
+        full = {name: name[:3] for name in WEEKDAY_NAMES}
+        short = []
+        for day in days:
+            name = str(day).strip().lower()
+            if name not in WEEKDAYS and name not in full:
+                raise ValueError(f"unknown day {_clip(day)}: use {', '.join(WEEKDAYS)}")
+            short.append(full.get(name, name))
+        return short
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not CLOCK.match(str(value)):
+            raise ValueError("not a time of day: use HH:MM, 00:00 to 23:59")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WeeklySpan:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start}: a span needs a length (use 00:00 to 23:59)")
+        return self
+
+
+class Schedule(_Strict):
+    """When a part-time site (or some of its nodes) is offline: weekly spans or an iCalendar file's events.
+
+    Before each window its nodes stop being reservable (a Blazar maintenance lease across the window); after it
+    they return to service the way `hammersmith maint end` returns them."""
+
+    name: str = Field(min_length=1, max_length=64, description="named in maintenance reasons, silences and metrics")
+    nodes: list[str] = Field(
+        default_factory=list, description="node names, UUIDs or resource classes it covers; empty: the whole site"
+    )
+    timezone: str = Field("UTC", description="IANA time zone of the weekly spans (and of floating iCalendar times)")
+    offline: list[WeeklySpan] = Field(default_factory=list, description="weekly spans when the hardware is away")
+    ical: str | None = Field(
+        None, description="absolute path or http(s) URL of an iCalendar file whose events are the offline windows"
+    )
+    lead_hours: float = Field(
+        24, ge=0, le=8760, description="this long before a window its nodes stop being reservable across it"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, zone: str) -> str:
+        return _iana_zone(zone)
+
+    @field_validator("ical")
+    @classmethod
+    def _ical_source(cls, source: str | None) -> str | None:
+        """A relative path would depend on where the agent was started; a URL is fetched every cycle."""
+        if source is None or urlsplit(source).scheme in ("http", "https") or Path(source).is_absolute():
+            return source
+        raise ValueError("must be an absolute path or an http(s):// URL")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Schedule:
+        if bool(self.offline) == (self.ical is not None):
+            raise ValueError(
+                f"schedule {self.name!r} needs exactly one of `offline` (weekly spans) or `ical` (a calendar)"
+            )
+        return self
+
+
 class Replica(_Strict):
     """A MariaDB/MySQL replica the mysql-replication hammer watches and, for a transient cause, restarts."""
 
@@ -277,6 +381,23 @@ class Site(_Strict):
     smoke: Smoke = Field(default_factory=Smoke)
     notices: Notices = Field(default_factory=Notices)
     replicas: list[Replica] = Field(default_factory=list)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    schedules: list[Schedule] = Field(
+        default_factory=list, description="part-time availability: windows when the site's hardware is offline"
+    )
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL for silences during maintenance; none: no silences"
+    )
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedule_names(cls, schedules: list[Schedule]) -> list[Schedule]:
+        """Maintenance reasons and the store's memory of a window name the schedule: two alike would be one."""
+        names = [s.name for s in schedules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"schedule name(s) used twice: {', '.join(twice)}")
+        return schedules
 
     @field_validator("alerts")
     @classmethod

@@ -61,6 +61,7 @@ CONTRACT_ALERTS = {
     "HammersmithSweepNotSucceeding",
     "HammersmithBreakerOpen",
     "HammerBudgetExhausted",
+    "MaintenanceOverdue",
     "HammerActionsFailing",
     "HammersmithNotificationsFailing",
     "HammersmithCollectorErrors",

@@ -141,8 +141,11 @@ def _register_subcommands() -> None:
     from hammersmith.cli import detect as cli_detect
     from hammersmith.cli import incidents as cli_incidents
     from hammersmith.cli import lint as cli_lint
+    from hammersmith.cli import maint as cli_maint
     from hammersmith.cli import notices as cli_notices
+    from hammersmith.cli import pause as cli_pause
     from hammersmith.cli import runbooks as cli_runbooks
+    from hammersmith.cli import windows as cli_windows
 
     app.add_typer(testbed.app, name="testbed")
     app.command("demo")(demo.demo)
@@ -158,6 +161,10 @@ def _register_subcommands() -> None:
     app.add_typer(cli_runbooks.app, name="runbook")
     app.command("lint")(cli_lint.lint)
     app.command("notices")(cli_notices.notices)
+    app.command("windows")(cli_windows.windows)
+    app.add_typer(cli_maint.app, name="maint")
+    app.command("pause")(cli_pause.pause)
+    app.command("resume")(cli_pause.resume)
 
 
 _register_subcommands()

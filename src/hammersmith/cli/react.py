@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -14,6 +15,8 @@ from hammersmith.cli import detect as cli_detect
 from hammersmith.cli.quantify import ListenOpt, agent_logging, listen_on, opened, serving, stop_on_signals
 from hammersmith.cli.render import markup, plain
 from hammersmith.cloud.snapshot import Snapshot
+from hammersmith.maintenance import windows
+from hammersmith.maintenance.workflow import advance_site
 from hammersmith.quantify.collect import observe
 from hammersmith.quantify.telemetry import Telemetry, schedule
 from hammersmith.react import incidents
@@ -85,6 +88,7 @@ def sweep(
     """One sweep of a site: detect, plan, and (with --apply) act through the safety layer."""
     settings = config_mod.load(OPTIONS.config)
     name, _ = settings.site(site)
+    advance_site(settings, name)
     with opened(settings) as store:
         sweeper = Sweeper(settings, name, store)
         try:
@@ -119,6 +123,7 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
         sweeper = Sweeper(settings, name, store, observer=telemetry.observer(name))
 
         def sweep_once() -> Snapshot | None:
+            advance_site(settings, name)
             result = sweeper.sweep(apply=True)
             emit_json(result.summary()) if as_json else render_result(result)
             return result.snapshot
@@ -190,23 +195,52 @@ breaker_app = typer.Typer(no_args_is_help=True, help="The fleet circuit breaker.
 
 @breaker_app.command("status")
 def breaker_status(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
-    """Is the breaker open, since when, and why."""
+    """Is the breaker open, since when, and why; pauses; a part-time site offline as scheduled."""
     settings = config_mod.load(OPTIONS.config)
-    name, _ = settings.site(site)
+    name, site_cfg = settings.site(site)
     with opened(settings) as store:
         state = store.breaker(name)
+        pauses = store.pauses(name)
     info = {
         "site": name,
         "open": bool(state and state.is_open),
         "reason": state.reason if state else None,
         "opened_at": state.opened_at if state else None,
+        "pauses": [asdict(p) for p in pauses],
+        "schedule": windows.state(site_cfg, datetime.now(UTC)).to_dict() if site_cfg.schedules else None,
     }
     if as_json:
         emit_json(info)
-    elif info["open"]:
+        return
+    if info["open"]:
         console.print(markup("[bold red]OPEN[/] since {}: {}", info["opened_at"], info["reason"]))
     else:
         console.print(markup("[green]closed[/] (site {})", name))
+    for p in pauses:
+        console.print(markup("[yellow]paused[/] {}: {}", "every hammer" if p.hammer == "*" else p.hammer, p.why))
+    if info["schedule"] and info["schedule"]["offline"]:
+        console.print(markup("[yellow]offline as scheduled until {}[/]", info["schedule"]["until"]))
+
+
+@breaker_app.command("open")
+def breaker_open(
+    reason: Annotated[str, typer.Option("--reason", help="Why; shown in every refusal until reset.")],
+    site: SiteOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open the breaker by hand: nothing is applied at the site until `breaker reset`."""
+    import getpass
+
+    settings = config_mod.load(OPTIONS.config)
+    name, _ = settings.site(site)
+    why = f"opened by {getpass.getuser()}: {reason}"
+    with opened(settings) as store:
+        opened_now = store.open_breaker(name, why)
+        state = store.breaker(name)
+    shown = state.reason if state else why
+    emit_json({"site": name, "opened": opened_now, "reason": shown}) if as_json else console.print(
+        markup("breaker for {} {}: {}", name, "opened" if opened_now else "was already open", shown)
+    )
 
 
 @breaker_app.command("reset")

@@ -24,6 +24,7 @@ from hammersmith.detect.checks import Finding
 from hammersmith.detect.probes import ProbeResult
 from hammersmith.detect.smoke import ScenarioResult, SmokeRun
 from hammersmith.store import Store
+from hammersmith.store.pauses import OpenMaintenance
 
 # `_created` series double every counter's output for a value Prometheus can infer from resets
 disable_created_metrics()
@@ -45,6 +46,10 @@ class LedgerView:
     mttr: dict[str, tuple[int, float]] = field(default_factory=dict)
     breaker_open: bool = False
     last_sweep_ok: datetime | None = None
+    #: hammers paused at the site now ("*": every hammer), each once however many pauses cover it
+    paused: tuple[str, ...] = ()
+    #: maintenances not yet over, for their `until` (MaintenanceOverdue)
+    maintenances: tuple[OpenMaintenance, ...] = ()
 
     @classmethod
     def read(cls, store: Store, site: str) -> LedgerView:
@@ -55,6 +60,8 @@ class LedgerView:
             mttr=store.mttr(site),
             breaker_open=bool(breaker and breaker.is_open),
             last_sweep_ok=sweep.finished_at if sweep else None,
+            paused=tuple(sorted({p.hammer for p in store.pauses(site)})),
+            maintenances=tuple(store.maintenance_holds(site)),
         )
 
 

@@ -36,6 +36,7 @@ from hammersmith.react.hammers import Action, Hammer, Live
 from hammersmith.store import Store
 from hammersmith.store.ledger import Denied, Guard, describe, stable
 from hammersmith.store.models import ActionRow, BreakerRow
+from hammersmith.store.pauses import held
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,8 @@ class Sweeper:
         hammers = {n: h for n, h in registry.load().items() if self.policy.mode(n) != "off"}
         candidates: list[tuple[Hammer, Action, dict[str, Any]]] = []
         booked = reservations.of(snap)
+        # a human's pause and hammersmith's own maintenance hold actions back; detection goes on
+        paused, managed = self.store.pauses(self.site_name, snap.now), self.store.managed_maintenance(self.site_name)
         for name, hammer in hammers.items():
             if not all(snap.offers(s) for s in hammer.reads):
                 continue  # a hammer for services this site does not have
@@ -228,6 +231,8 @@ class Sweeper:
                 ports = snap.ports_by_node.get(found.node_uuid, [])
                 for action in hammer.plan(found, node, ports, self.policy):
                     try:
+                        if why := held(paused, managed, name, action.node_uuid):
+                            raise safety.Refused(why)
                         if action.node_uuid in busy and not hammer.transient_ok:  # stuck-transient unsticks it
                             raise safety.Refused(busy[action.node_uuid])
                         hammer.guard(node, self.policy, snap.now, self.conn, booked)
@@ -310,6 +315,9 @@ class Sweeper:
             result.skipped["alert"] = being_verified(pending[0])
             return result
         try:  # a hands-off node says why before "no longer matches" could hide it
+            paused, managed = self.store.pauses(self.site_name), self.store.managed_maintenance(self.site_name)
+            if why := held(paused, managed, hammer_name, node["uuid"]):
+                raise safety.Refused(why)
             hammer.guard(node, self.policy, now.now, self.conn, self._reservations())
         except safety.Refused as exc:
             result.skipped["alert"] = f"refused by the safety layer: {exc}"

@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from hammersmith.errors import StoreError
 from hammersmith.store.incidents import IncidentsMixin
 from hammersmith.store.ledger import LedgerMixin
+from hammersmith.store.maintenance import MaintenanceMixin
 from hammersmith.store.models import ActionRow, Base, BreakerRow, Snapshot, SnapshotRow, SweepRow
 from hammersmith.store.notices import NoticesMixin
+from hammersmith.store.pauses import PausesMixin
 
 __all__ = ["ActionRow", "BreakerRow", "SnapshotRow", "Store", "SweepRow", "open_store"]
 
@@ -98,7 +100,7 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Store(LedgerMixin, IncidentsMixin, NoticesMixin):
+class Store(LedgerMixin, IncidentsMixin, NoticesMixin, MaintenanceMixin, PausesMixin):
     """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 
     def __init__(self, url: str, state_dir: Path | None = None) -> None:

@@ -29,6 +29,7 @@ BUILTIN = (
     "http",
     "probes",
     "smoke",
+    "schedule",
 )
 
 

@@ -52,6 +52,16 @@ class HammersCollector(Collector):
             "When the site's last successful sweep finished (Unix time).",
             labels=["site"],
         )
+        paused = GaugeMetricFamily(
+            "hammersmith_hammer_paused",
+            '1 per hammer a human paused at the site (hammer="*": every hammer): it detects but does not act.',
+            labels=["site", "hammer"],
+        )
+        maintenance_until = GaugeMetricFamily(
+            "hammersmith_maintenance_until_timestamp_seconds",
+            "When a node's open maintenance is meant to end (Unix time); past it, the maintenance is overdue.",
+            labels=["site", "node", "id", "kind"],
+        )
         notify_failures = CounterMetricFamily(
             "hammersmith_notification_failures",
             "Notifications that could not be delivered, since the agent started.",
@@ -78,5 +88,13 @@ class HammersCollector(Collector):
             breaker.add_metric([site], 1 if view.ledger.breaker_open else 0)
             if view.ledger.last_sweep_ok is not None:
                 last_sweep.add_metric([site], view.ledger.last_sweep_ok.timestamp())
+            for hammer in view.ledger.paused:
+                paused.add_metric([site, hammer], 1)
+            for m in view.ledger.maintenances:
+                if m.until is not None:
+                    maintenance_until.add_metric(
+                        [site, m.node_name or m.node_uuid, str(m.id), m.kind], m.until.timestamp()
+                    )
             notify_failures.add_metric([site], notify.FAILURES.get(site, 0))
         yield from (findings, actions, fixed, exhausted, escalated, breaker, last_sweep, notify_failures)
+        yield from (paused, maintenance_until)
