@@ -85,7 +85,7 @@ def test_maint_waits_for_a_users_lease_then_silences_the_node_and_returns_it(
     (node,) = inj.pick(1)
     found = inj.bm.get_node(node)
     api, user = blazar.client(inj.cloud), inj.user_blazar()
-    body = blazar.lease_body(f"thesis-run-{node}", found.resource_class, hours=3 / 60, node=found.id)
+    body = blazar.lease_body(f"thesis-run-{node}", found.resource_class, hours=2 / 60, node=found.id)
     held = inj.wait_for_lease(user.post("/leases", json=body).json()["lease"]["id"], "ACTIVE")
     user_end = blazar_time(held["end_date"])
     assert user_end is not None
@@ -231,7 +231,7 @@ def test_maint_never_overlaps_a_future_user_lease_and_adopts_an_operators_mainte
             inj.bm.unset_node_maintenance(handled)
         if "rack" in inj.bm.get_node(booked).extra:
             inj.bm.patch_node(booked, [{"op": "remove", "path": "/extra/rack"}])
-        if inj.bm.get_node(handled).provision_state != "available":  # back from retirement
+        if inj.bm.get_node(handled).provision_state != "available":  # back from retirement (manageable)
             unretire(inj, handled)
         wait_free(inj, found.id)
         inj.release(booked, handled)

@@ -33,7 +33,7 @@ pytestmark = [
 AM_CONFIG = "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"
 SCHEDULE = "lab-loan"
 #: the window's length, and how far past its start and end the test waits for the next step
-WINDOW = timedelta(minutes=3)
+WINDOW = timedelta(minutes=2)
 WAIT_SECONDS = 300
 
 
@@ -88,7 +88,7 @@ def test_a_window_makes_its_node_unreservable_across_it_and_brings_it_back(
     ironic = inj.bm.get_node(node)
     api, user = blazar.client(inj.cloud), inj.user_blazar()
     now = datetime.now(UTC)
-    begins = now.replace(second=0, microsecond=0) + timedelta(minutes=4)
+    begins = now.replace(second=0, microsecond=0) + timedelta(minutes=3)
     ends = begins + WINDOW
     # a user's lease ending a minute before the window: it must keep its end
     before_body = blazar.lease_body(

@@ -20,6 +20,7 @@ from hammersmith.cloud import snapshot as snapshot_mod
 from hammersmith.cloud.connection import SiteConnection
 from hammersmith.config import Http, Settings
 from hammersmith.quantify.collect import observe
+from hammersmith.quantify.collectors.schedule import watch
 from hammersmith.quantify.exporter import Exporter
 from hammersmith.quantify.telemetry import Telemetry, schedule
 from hammersmith.store import Store, open_store
@@ -97,6 +98,8 @@ def exporter(listen: ListenOpt = None) -> None:
     telemetry = Telemetry(
         list(settings.sites), {name: schedule(site, agent=False) for name, site in settings.sites.items()}
     )
+    for name, site in settings.sites.items():
+        watch(name, site)  # part-time schedules on /metrics
     stop = stop_on_signals()
     connections = {name: SiteConnection(name, site, telemetry.observer(name)) for name, site in settings.sites.items()}
     try:

@@ -16,8 +16,8 @@ from hammersmith.cli.quantify import ListenOpt, agent_logging, listen_on, opened
 from hammersmith.cli.render import markup, plain
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.maintenance import windows
-from hammersmith.maintenance.workflow import advance_site
 from hammersmith.quantify.collect import observe
+from hammersmith.quantify.collectors.schedule import watch
 from hammersmith.quantify.telemetry import Telemetry, schedule
 from hammersmith.react import incidents
 from hammersmith.react.sweep import Result, Sweeper
@@ -88,7 +88,6 @@ def sweep(
     """One sweep of a site: detect, plan, and (with --apply) act through the safety layer."""
     settings = config_mod.load(OPTIONS.config)
     name, _ = settings.site(site)
-    advance_site(settings, name)
     with opened(settings) as store:
         sweeper = Sweeper(settings, name, store)
         try:
@@ -115,6 +114,7 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
     http = listen_on(settings, listen)
     stop = stop_on_signals()
     telemetry = Telemetry([name], {name: schedule(site_cfg, agent=True)})
+    watch(name, site_cfg)  # its part-time schedule on /metrics
     with (
         opened(settings) as store,
         incidents.running(settings, name, store) as worker,
@@ -123,7 +123,6 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
         sweeper = Sweeper(settings, name, store, observer=telemetry.observer(name))
 
         def sweep_once() -> Snapshot | None:
-            advance_site(settings, name)
             result = sweeper.sweep(apply=True)
             emit_json(result.summary()) if as_json else render_result(result)
             return result.snapshot

@@ -245,12 +245,9 @@ def reconcile(ctx: Context) -> list[MaintenanceRow]:
     or cancelled one is not tried again for that window."""
     if not ctx.site.schedules:
         return []
-    from hammersmith.quantify.collectors.schedule import watch
-
-    watch(ctx.site_name, ctx.site)
     changed = _end_past(ctx)
     try:
-        nodes = [{"uuid": n.id, "name": n.name, "resource_class": n.resource_class} for n in ctx.bm.nodes(details=True)]
+        nodes = ctx.nodes()
     except sdk_exc.SDKException as exc:
         log.error("site %s: cannot list nodes for the schedules: %s", ctx.site_name, exc)
         return changed

@@ -10,7 +10,7 @@ A maintenance moves requested → waiting → in-maintenance → returning → d
   a cheap smoke check. A failed step stops there (`step`, `error`) and `end` again resumes from it.
 
 `advance` moves every open maintenance of a site one step on and adopts maintenance humans set in Ironic; the CLI
-(`maint`, `sweep`) and the agent call it through `advance_site`. Every step is a ledger row (hammer `maint`).
+(`maint`) and every sweep (`advance_site`) call it. Every step is a ledger row (hammer `maint`).
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class Context:
     store: Store
     alertmanager: Alertmanager | None
     now: datetime
+    #: the sweep's snapshot of Ironic's nodes, so advancing lists nothing again; None: list them when needed
+    listed: list[dict[str, Any]] | None = None
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.listed if self.listed is not None else _raw_nodes(self)
 
     @cached_property
     def blazar(self) -> ks_adapter.Adapter | None:
@@ -80,15 +85,18 @@ class Context:
         return self.conn.conn.baremetal
 
 
+def alertmanager(site: Site) -> Alertmanager | None:
+    return Alertmanager(site.alertmanager_url) if site.alertmanager_url else None
+
+
 @contextmanager
 def context(settings: Settings, site_name: str | None) -> Iterator[Context]:
     """A Context for one command: the site's connection and store, closed afterwards."""
     name, site = settings.site(site_name)
     store = open_store(settings.effective_store_url, settings.state_dir)
     conn = SiteConnection(name, site)
-    alertmanager = Alertmanager(site.alertmanager_url) if site.alertmanager_url else None
     try:
-        yield Context(name, site, conn, store, alertmanager, datetime.now(UTC))
+        yield Context(name, site, conn, store, alertmanager(site), datetime.now(UTC))
     finally:
         conn.close()
         store.close()
@@ -444,7 +452,7 @@ def _advance_one(ctx: Context, row: MaintenanceRow) -> MaintenanceRow:
 def _adopt(ctx: Context) -> list[MaintenanceRow]:
     """Humans' Ironic maintenance without a record gets one, so `maint list` shows every node out of service."""
     adopted = []
-    for node in _raw_nodes(ctx, maintenance=True):
+    for node in ctx.nodes():
         if not handsoff.operator_maintenance(node) or ctx.store.open_maintenance_of(ctx.site_name, node["uuid"]):
             continue
         row = ctx.store.open_maintenance(
@@ -486,15 +494,14 @@ def _step_on(ctx: Context, row: MaintenanceRow) -> MaintenanceRow:
         return ctx.store.update_maintenance(row.id, error=str(exc), now=ctx.now)
 
 
-def advance_site(settings: Settings, site_name: str | None) -> list[MaintenanceRow]:
-    """`advance` for one site, for the CLI and the agent (opens and closes its own connection and store). A site
-    that cannot be read is logged, not raised: the sweep that calls this reports the site's health itself."""
+def advance_site(site_name: str, site: Site, conn: SiteConnection, store: Store, nodes: list[dict[str, Any]]) -> None:
+    """`advance` in each sweep, on the sweep's connection, store and snapshot (one login, no listing again). A
+    failure is logged, not raised: the sweep reports the site's health itself."""
+    ctx = Context(site_name, site, conn, store, alertmanager(site), datetime.now(UTC), nodes)
     try:
-        with context(settings, site_name) as ctx:
-            return advance(ctx)
+        advance(ctx)
     except (HammersmithError, sdk_exc.SDKException, ks_exc.ClientException) as exc:
         log.warning("maintenance of site %s not advanced: %s", site_name, exc)
-        return []
 
 
 # --- end -----------------------------------------------------------------------------------------------------------

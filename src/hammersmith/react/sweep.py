@@ -30,6 +30,7 @@ from hammersmith.cloud.connection import RequestObserver, SiteConnection
 from hammersmith.config import Policy, Settings, Site
 from hammersmith.detect import reservations
 from hammersmith.detect.checks import Finding, finding
+from hammersmith.maintenance import workflow
 from hammersmith.react import hammers as registry
 from hammersmith.react import notify, safety
 from hammersmith.react.hammers import Action, Hammer, Live
@@ -181,6 +182,8 @@ class Sweeper:
         registry.MEMORY.set(self.memory)
         result = Result(self.site_name, apply, datetime.now(UTC), reconciled=self.reconcile())
         snap = result.snapshot = snapshot_mod.take(self.connection)
+        # maintenances move on before planning, so a node that just went into one is hands-off in this very sweep
+        workflow.advance_site(self.site_name, self.site, self.connection, self.store, snap.nodes)
         self.project_names.update(snap.project_names)
         evaluated: set[str] = set()
         try:

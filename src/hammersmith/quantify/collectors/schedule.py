@@ -1,7 +1,7 @@
 """Part-time sites: whether a site is offline by schedule, so the staleness and service alerts know the window.
 
 The telemetry holds what a cycle read, not the config; the schedules reach this collector through `watch`,
-called by the windows reconciler each sweep (and by anything else that knows a site's config).
+called for each site when the agent (`run`) or the exporter starts.
 """
 
 from __future__ import annotations
