@@ -4,7 +4,7 @@ docs/maintenance.md). Reasons, tickets and names are operators' text: plain, nev
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -100,6 +100,19 @@ def _report(rows: list[MaintenanceRow], title: str, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def _chosen(
+    ctx: workflow.Context,
+    nodes: list[str] | None,
+    resource_class: str | None,
+    node_type: str | None,
+    selector: list[str] | None,
+) -> list[dict[str, Any]]:
+    """The nodes a command names, by name or UUID, or by class, node type or `key=value` selector."""
+    return workflow.select_nodes(
+        ctx, nodes or [], resource_class=resource_class, node_type=node_type, selector=_selector(selector)
+    )
+
+
 @app.command("start")
 def start(
     nodes: NodesArg = None,
@@ -122,9 +135,7 @@ def start(
         raise typer.BadParameter("say why", param_hint="--reason")
     settings = config_mod.load(OPTIONS.config)
     with workflow.context(settings, site) as ctx:
-        chosen = workflow.select_nodes(
-            ctx, nodes or [], resource_class=resource_class, node_type=node_type, selector=_selector(selector)
-        )
+        chosen = _chosen(ctx, nodes, resource_class, node_type, selector)
         rows = workflow.start(
             ctx,
             chosen,
@@ -151,9 +162,7 @@ def end(
     silence, smoke); a step that fails stops there, and `maint end` again resumes from it."""
     settings = config_mod.load(OPTIONS.config)
     with workflow.context(settings, site) as ctx:
-        chosen = workflow.select_nodes(
-            ctx, nodes or [], resource_class=resource_class, node_type=node_type, selector=_selector(selector)
-        )
+        chosen = _chosen(ctx, nodes, resource_class, node_type, selector)
         rows = workflow.end(ctx, chosen, by=by or workflow.default_by())
     _report(rows, f"{len(rows)} maintenance(s) ended", as_json)
 
@@ -174,9 +183,7 @@ def retire(
         raise typer.BadParameter("say why", param_hint="--reason")
     settings = config_mod.load(OPTIONS.config)
     with workflow.context(settings, site) as ctx:
-        chosen = workflow.select_nodes(
-            ctx, nodes or [], resource_class=resource_class, node_type=node_type, selector=_selector(selector)
-        )
+        chosen = _chosen(ctx, nodes, resource_class, node_type, selector)
         rows = workflow.retire(ctx, chosen, reason=reason, by=by or workflow.default_by())
     _report(rows, f"{len(rows)} node(s) retired", as_json)
 
