@@ -129,8 +129,14 @@ class PausesMixin:
             ]
 
     def managed_maintenance(self, site: str) -> dict[str, str]:
-        """node UUID -> why hammers leave it alone, for nodes in a hammersmith-managed maintenance."""
-        return {m.node_uuid: m.why for m in self.maintenance_holds(site) if m.managed}
+        """node UUID -> why hammers leave it alone, for nodes in a hammersmith-managed maintenance. An adopted one
+        is still the human's until `maint end` returns it: the operator-maintenance rule refuses it, with the reason
+        Ironic has now."""
+        return {
+            m.node_uuid: m.why
+            for m in self.maintenance_holds(site)
+            if m.managed and (m.kind, m.state) != ("adopted", "in-maintenance")
+        }
 
 
 def _active(site: str, now: datetime) -> tuple[ColumnElement[bool], ...]:
