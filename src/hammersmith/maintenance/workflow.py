@@ -38,6 +38,7 @@ from hammersmith.detect import handsoff, reservations
 from hammersmith.detect.reservations import Booking
 from hammersmith.errors import HammersmithError
 from hammersmith.maintenance.silences import Alertmanager, node_matchers
+from hammersmith.react.hammers.retirement_enforcer import host_of
 from hammersmith.store import Store, open_store
 from hammersmith.store.maintenance import MaintenanceRow
 
@@ -322,7 +323,7 @@ def _host_of(ctx: Context, node_uuid: str) -> dict[str, Any] | None:
     client = ctx.blazar
     if client is None:
         return None
-    return next((h for h in _blazar_hosts(client) if h.get("hypervisor_hostname") == node_uuid), None)
+    return host_of(client, node_uuid)
 
 
 # --- start ---------------------------------------------------------------------------------------------------------
