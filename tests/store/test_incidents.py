@@ -46,7 +46,7 @@ def _open(store: Store, fingerprint: str = "abc123", starts_at: datetime = T0, *
 def test_0003_creates_the_incident_tables(store: Store) -> None:
     with store.engine.connect() as conn:
         assert {"incidents", "incident_events", "webhook_deliveries"} <= set(inspect(conn).get_table_names())
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 

@@ -98,7 +98,7 @@ def test_0002_applies_on_top_of_0001_and_is_idempotent(store_url: str) -> None:
     try:
         with store.engine.connect() as conn:
             assert LEDGER_TABLES <= set(inspect(conn).get_table_names())
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         assert [row.site for row in store.recent_snapshots()] == ["lab"]
     finally:

@@ -21,6 +21,7 @@ from hammersmith.quantify.collectors.schedule import watch
 from hammersmith.quantify.telemetry import Telemetry, schedule
 from hammersmith.react import incidents
 from hammersmith.react.sweep import Result, Sweeper
+from hammersmith.web.state import WebState
 
 OUTCOME_STYLE = {
     "fixed": "bold green",
@@ -118,12 +119,14 @@ def run(site: SiteOpt = None, listen: ListenOpt = None, as_json: JsonOpt = False
     with (
         opened(settings) as store,
         incidents.running(settings, name, store) as worker,
-        serving(http, telemetry, settings=settings, worker=worker),
+        serving(http, telemetry, settings=settings, worker=worker, web=(web := WebState(settings, store))),
     ):
         sweeper = Sweeper(settings, name, store, observer=telemetry.observer(name))
 
         def sweep_once() -> Snapshot | None:
             result = sweeper.sweep(apply=True)
+            if result.snapshot is not None:
+                web.latest[name] = result.snapshot
             emit_json(result.summary()) if as_json else render_result(result)
             return result.snapshot
 

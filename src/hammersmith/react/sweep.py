@@ -267,7 +267,7 @@ class Sweeper:
             started_at=result.started_at,
             finished_at=datetime.now(UTC),
             ok=not snap.incomplete and not result.error,
-            summary=result.summary(),
+            summary={**result.summary(), "nodes": snap.summary()["nodes"]},  # the dashboard plots it over time
         )
 
     def _purge(self, now: datetime) -> None:

@@ -27,6 +27,7 @@ from hammersmith.store.maintenance import MaintenanceMixin
 from hammersmith.store.models import ActionRow, Base, BreakerRow, Snapshot, SnapshotRow, SweepRow
 from hammersmith.store.notices import NoticesMixin
 from hammersmith.store.pauses import PausesMixin
+from hammersmith.store.results import ResultsMixin
 
 __all__ = ["ActionRow", "BreakerRow", "SnapshotRow", "Store", "SweepRow", "open_store"]
 
@@ -100,7 +101,7 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Store(LedgerMixin, IncidentsMixin, NoticesMixin, MaintenanceMixin, PausesMixin):
+class Store(LedgerMixin, IncidentsMixin, NoticesMixin, MaintenanceMixin, PausesMixin, ResultsMixin):
     """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 
     def __init__(self, url: str, state_dir: Path | None = None) -> None:

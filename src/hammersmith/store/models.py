@@ -278,6 +278,10 @@ class Incident(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     action_id: Mapped[int | None]
+    #: set when a person closed it (`hammersmith incidents resolve ID --minutes N --note TEXT`): their time is toil
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    manual_minutes: Mapped[float | None] = mapped_column(Double)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class IncidentEvent(Base):
@@ -363,6 +367,9 @@ class IncidentRow:
     opened_at: datetime
     resolved_at: datetime | None
     action_id: int | None
+    resolved_by: str | None = None
+    manual_minutes: float | None = None
+    note: str | None = None
     events: tuple[IncidentEventRow, ...] = ()
 
     @classmethod
@@ -476,3 +483,73 @@ class Pause(Base):
     until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resumed_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class User(Base):
+    """A person who may log in to the dashboard: viewer (reads) or operator (also acts); bcrypt-hashed password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A logged-in browser: the cookie carries a random token, the store keeps only its SHA-256 (a stolen
+    database holds no usable session), with the session's CSRF token and expiry."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_expires_at", "expires_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DetectResult(Base):
+    """One probe or smoke scenario outcome at a site: the history behind the dashboard and the status page."""
+
+    __tablename__ = "detect_results"
+    __table_args__ = (
+        Index("ix_detect_results_site_started_at", "site", "started_at"),
+        Index("ix_detect_results_site_source_name_started_at", "site", "source", "name", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    #: probe or smoke
+    source: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128))
+    #: passed, failed or skipped
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seconds: Mapped[float] = mapped_column(Double)
+    message: Mapped[str | None] = mapped_column(Text)
+    #: the smoke run's CTRF report file, when there is one
+    report: Mapped[str | None] = mapped_column(Text)
+
+
+class StatusPost(Base):
+    """What an operator published on the public status page about a site: an incident or a notice, with text."""
+
+    __tablename__ = "status_posts"
+    __table_args__ = (Index("ix_status_posts_site_created_at", "site", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    site: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    #: degraded, down, maintenance or info
+    impact: Mapped[str] = mapped_column(String(16))
+    #: ongoing or resolved
+    state: Mapped[str] = mapped_column(String(16))
+    published_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -10,11 +10,13 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import anyio
 import bcrypt
 import uvicorn
 from fastapi import FastAPI, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,16 +25,29 @@ from hammersmith.config import Http, Settings
 from hammersmith.errors import HammersmithError
 from hammersmith.quantify.exporter import Exporter
 from hammersmith.react.incidents import IncidentWorker
-from hammersmith.web import limits, runbooks, webhook
+from hammersmith.web import dashboard, limits, runbooks, status, webhook
+from hammersmith.web.state import WebState
 
 # /metrics requests answered at once; more get 503 at once, so a scrape flood cannot hold every connection
 METRICS_IN_FLIGHT = 32
 # liveness checks and Alertmanager (which has its own bearer token) never need a password
 OPEN_PATHS = frozenset({"/healthz", webhook.PATH})
+# the dashboard (its own login and sessions) and the public status page never ask for basic auth; basic auth
+# stays on /metrics and the runbooks, for Prometheus and scripts
+SESSION_PATHS = frozenset({"/", "/login", "/logout"})
+SESSION_PREFIXES = ("/status", "/static/", "/nodes", "/ledger", "/incidents", "/maintenance", "/toil", "/ui/")
+
+
+def basic_auth_exempt(path: str) -> bool:
+    return path in OPEN_PATHS or path in SESSION_PATHS or path.startswith(SESSION_PREFIXES)
+
+
 # bcrypt checks at once, and waiting: a password-guessing flood costs two cores at most, then 401 at once
 BCRYPT_THREADS = 2
 BCRYPT_WAITING = 16
 VERIFIED_CACHE = 1024
+#: vendored CSS and JavaScript (each with its licence): the pages work with no internet access
+STATIC = Path(__file__).parent / "static"
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -70,7 +85,7 @@ class MetricsBudget:
 
 
 class BasicAuth:
-    """Basic auth with bcrypt hashes (web config `basic_auth_users`) on every path but OPEN_PATHS.
+    """Basic auth with bcrypt hashes (web config `basic_auth_users`) on every path but the exempt ones.
 
     A bcrypt check costs about 100 ms or more by design; a scrape every 15 s must not pay it each time, so
     credentials that passed once are remembered by their SHA-256 (in memory only) until the agent stops.
@@ -85,7 +100,7 @@ class BasicAuth:
         self.waiting = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or await self._allowed(scope):
+        if scope["type"] != "http" or basic_auth_exempt(scope["path"]) or await self._allowed(scope):
             return await self.app(scope, receive, send)
         await _answer(send, 401, b"unauthorized\n", [(b"www-authenticate", b'Basic realm="hammersmith"')])
 
@@ -125,9 +140,11 @@ def create_app(
     settings: Settings | None = None,
     worker: IncidentWorker | None = None,
     users: Mapping[str, bytes] | None = None,
+    web: WebState | None = None,
 ) -> FastAPI:
     """/metrics and /healthz always; with settings and an incident worker (the agent), the Alertmanager webhook;
-    with users (web config `basic_auth_users`), basic auth on everything but /healthz and the webhook."""
+    with web (the agent's store and last snapshots), the dashboard and the public status page; with users (web
+    config `basic_auth_users`), basic auth on everything but /healthz, the webhook, the dashboard and status."""
     app = FastAPI(title="hammersmith agent", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/metrics")
@@ -141,6 +158,10 @@ def create_app(
         return {"status": "ok"}
 
     app.include_router(runbooks.router)
+    if web is not None:
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+        status.mount(app, web)
+        dashboard.mount(app, web)
     if settings is not None and worker is not None:
         app.include_router(webhook.router(settings.http, worker.processor.store, worker.submit))
     if users:
