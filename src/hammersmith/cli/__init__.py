@@ -145,6 +145,9 @@ def _register_subcommands() -> None:
     from hammersmith.cli import notices as cli_notices
     from hammersmith.cli import pause as cli_pause
     from hammersmith.cli import runbooks as cli_runbooks
+    from hammersmith.cli import status as cli_status
+    from hammersmith.cli import toil as cli_toil
+    from hammersmith.cli import users as cli_users
     from hammersmith.cli import windows as cli_windows
 
     app.add_typer(testbed.app, name="testbed")
@@ -165,6 +168,9 @@ def _register_subcommands() -> None:
     app.add_typer(cli_maint.app, name="maint")
     app.command("pause")(cli_pause.pause)
     app.command("resume")(cli_pause.resume)
+    app.add_typer(cli_users.app, name="user")
+    app.add_typer(cli_status.app, name="status")
+    app.command("toil")(cli_toil.toil)
 
 
 _register_subcommands()

@@ -28,6 +28,8 @@ from hammersmith.store.models import ActionRow, Base, BreakerRow, Snapshot, Snap
 from hammersmith.store.notices import NoticesMixin
 from hammersmith.store.pauses import PausesMixin
 from hammersmith.store.results import ResultsMixin
+from hammersmith.store.status_posts import StatusPostsMixin
+from hammersmith.store.users import UsersMixin
 
 __all__ = ["ActionRow", "BreakerRow", "SnapshotRow", "Store", "SweepRow", "open_store"]
 
@@ -101,7 +103,9 @@ def _file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Store(LedgerMixin, IncidentsMixin, NoticesMixin, MaintenanceMixin, PausesMixin, ResultsMixin):
+class Store(
+    LedgerMixin, IncidentsMixin, NoticesMixin, MaintenanceMixin, PausesMixin, ResultsMixin, StatusPostsMixin, UsersMixin
+):
     """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 
     def __init__(self, url: str, state_dir: Path | None = None) -> None:
