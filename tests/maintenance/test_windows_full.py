@@ -2,12 +2,15 @@
 a config file with a schedule and `hammersmith sweep`. The window starts a few minutes ahead; before it, its node
 stops being reservable across it (a user's lease request overlapping it is refused by Blazar) while a user's lease
 ending just before it keeps its end; during it the node is in Ironic maintenance and silenced; after it the node is
-back in service (available, not in maintenance, reservable, its maintenance lease gone)."""
+back in service (available, not in maintenance, reservable, its maintenance lease gone). Beside it, in a
+thread, test_maint's lease-wait scenario runs on another node."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from hammersmith.testbed.ironic import CLOUD_NAME
 from hammersmith.testbed.prometheus import Alertmanager as AlertmanagerServer
 from hammersmith.testbed.prometheus import missing_binaries
 from tests.conftest import Testbed, hammersmith
+from tests.maintenance.test_maint import maint_waits_for_a_users_lease_then_silences_the_node_and_returns_it
 from tests.react.test_freepool_consistency import wait_free
 from tests.testbed.test_full_tier import INSTALLED
 
@@ -32,8 +36,9 @@ pytestmark = [
 ]
 AM_CONFIG = "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"
 SCHEDULE = "lab-loan"
-#: the window's length, and how far past its start and end the test waits for the next step
-WINDOW = timedelta(minutes=2)
+#: how far ahead the window starts, its length, and how far past its start and end the test waits for the next step
+LEAD = timedelta(minutes=3)
+WINDOW = timedelta(minutes=1)
 WAIT_SECONDS = 300
 
 
@@ -75,6 +80,28 @@ def sweep_until(bed: Testbed, path: Path, state: str, deadline: float) -> dict[s
         time.sleep(10)
 
 
+class Beside(threading.Thread):
+    """Another scenario run in a thread beside the test; join() waits for it and raises what it raised."""
+
+    def __init__(self, scenario: Callable[..., None], *args: Any) -> None:
+        super().__init__(daemon=True)
+        self.scenario, self.args = scenario, args
+        self.failure: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.scenario(*self.args)
+        except BaseException as exc:  # an assertion too: re-raised in the test's own thread
+            self.failure = exc
+
+    def join(self, timeout: float | None = WAIT_SECONDS * 2) -> None:
+        super().join(timeout)
+        assert not self.is_alive(), f"{self.scenario.__name__} still running after {timeout} s"
+        if self.failure is not None:
+            raise self.failure
+
+
 def leases(api: Any, prefix: str) -> list[dict[str, Any]]:
     found = api.get("/leases", params={"all_tenants": True}).json()["leases"]
     return [lease for lease in found if lease["name"].startswith(prefix)]
@@ -84,11 +111,16 @@ def leases(api: Any, prefix: str) -> list[dict[str, Any]]:
 def test_a_window_makes_its_node_unreservable_across_it_and_brings_it_back(
     full_testbed: Testbed, inj: Injector, tmp_path: Path
 ) -> None:
-    (node,) = inj.pick(1)
+    node, other = inj.pick(2)
+    # beside this test, on `other`: `maint start` waiting for a user's lease (both are mostly waits for Blazar's
+    # clock; run together, the suite waits once)
+    (tmp_path / "maint").mkdir()
+    beside = Beside(maint_waits_for_a_users_lease_then_silences_the_node_and_returns_it, full_testbed, inj,
+                    tmp_path / "maint", other)  # fmt: skip
     ironic = inj.bm.get_node(node)
     api, user = blazar.client(inj.cloud), inj.user_blazar()
     now = datetime.now(UTC)
-    begins = now.replace(second=0, microsecond=0) + timedelta(minutes=3)
+    begins = now.replace(second=0, microsecond=0) + LEAD
     ends = begins + WINDOW
     # a user's lease ending a minute before the window: it must keep its end
     before_body = blazar.lease_body(
@@ -118,7 +150,7 @@ def test_a_window_makes_its_node_unreservable_across_it_and_brings_it_back(
 
             # a user asking for the node during the window is refused by Blazar itself
             during = blazar.lease_body(
-                f"thesis-during-{node}", ironic.resource_class, begins + timedelta(minutes=1), 1 / 60, node=ironic.id
+                f"thesis-during-{node}", ironic.resource_class, begins, WINDOW / timedelta(hours=1), node=ironic.id
             )
             refused = user.post("/leases", json=during, raise_exc=False)
             if refused.status_code < 400:
@@ -156,6 +188,7 @@ def test_a_window_makes_its_node_unreservable_across_it_and_brings_it_back(
             made.append(after["id"])
             inj.wait_for_lease(after["id"], "ACTIVE")
         finally:
+            beside.join()
             for lease_id in made:
                 api.delete(f"/leases/{lease_id}", raise_exc=False)
             for lease in leases(api, f"maint-{node}-"):

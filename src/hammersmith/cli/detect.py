@@ -1,4 +1,8 @@
-"""`hammersmith probe` and `hammersmith smoke run`, and the agent's schedules for both."""
+"""`hammersmith probe` and `hammersmith smoke run`, and the agent's schedules for both.
+
+Every outcome is also recorded in the store (`detect_results`): the dashboard plots that history and the public
+status page judges each site by it.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from hammersmith import config as config_mod
-from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json
+from hammersmith.cli import OPTIONS, JsonOpt, SiteOpt, console, emit_json, err_console
+from hammersmith.cli.quantify import opened
 from hammersmith.cli.render import markup, plain
 from hammersmith.config import Settings, Site
 from hammersmith.detect import probes, smoke
+from hammersmith.detect.probes import ProbeResult
 from hammersmith.detect.probes.tls import iso
+from hammersmith.errors import HammersmithError
 from hammersmith.quantify.telemetry import Telemetry
+from hammersmith.store import Store, open_store
 
 log = logging.getLogger("hammersmith.agent")
 STATUS_STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
@@ -30,7 +40,9 @@ def probe(site: SiteOpt = None, as_json: JsonOpt = False) -> None:
     """Black-box probes of a site: token, catalog, one read per service, TLS expiry; exit 1 if one failed."""
     settings = config_mod.load(OPTIONS.config)
     name, site_cfg = settings.site(site)
+    started_at = datetime.now(UTC)
     results = probes.run(name, site_cfg)
+    _record_once(settings, lambda store: record_probes(store, name, started_at, results))
     if as_json:
         emit_json({"site": name, "results": [r.to_dict() for r in results]})
     else:
@@ -73,6 +85,7 @@ def smoke_run(
     settings = config_mod.load(OPTIONS.config)
     name, site_cfg = settings.site(site)
     run = smoke.run_and_report(name, site_cfg, smoke_set, reports_dir(settings, site_cfg))  # type: ignore[arg-type]
+    _record_once(settings, lambda store: record_smoke(store, run))
     if as_json:
         emit_json(run.to_dict())
     else:
@@ -87,6 +100,45 @@ def smoke_run(
         console.print(markup("reports: {}, {}", run.reports["ctrf"], run.reports["junit"]))
     if run.failed:
         raise typer.Exit(1)
+
+
+def record_probes(store: Store, site: str, started_at: datetime, results: list[ProbeResult]) -> None:
+    """One row per probe; the message names the failed steps (it may hold hostnames: private to operators)."""
+    for r in results:
+        failed = "; ".join(f"{s.name}: {s.error}" for s in r.steps if not s.ok)
+        store.record_result(
+            site=site,
+            source="probe",
+            name=r.probe,
+            status=r.status,
+            started_at=started_at,
+            seconds=r.seconds,
+            message=failed or r.reason,
+        )
+
+
+def record_smoke(store: Store, run: smoke.SmokeRun) -> None:
+    """One row per scenario, each with the run's CTRF report (where its steps are)."""
+    for r in run.results:
+        store.record_result(
+            site=run.site,
+            source="smoke",
+            name=r.scenario,
+            status=r.status,
+            started_at=datetime.fromtimestamp(r.started_at, UTC) if r.started_at else run.started_at,
+            seconds=r.seconds,
+            message=r.message,
+            report=run.reports.get("ctrf"),
+        )
+
+
+def _record_once(settings: Settings, record: Callable[[Store], None]) -> None:
+    """A one-shot run still reports (and exits by) its results when the store cannot take them: warned, not fatal."""
+    try:
+        with opened(settings) as store:
+            record(store)
+    except (HammersmithError, SQLAlchemyError) as exc:
+        err_console.print(markup("[yellow]warning:[/] results not recorded in the store: {}", exc))
 
 
 def reports_dir(settings: Settings, site: Site) -> Path:
@@ -120,13 +172,22 @@ def every(
     return thread
 
 
+#: the stores the running schedules record into, by their stop event; `finish` closes them
+_stores: dict[threading.Event, list[Store]] = {}
+
+
 def schedule(settings: Settings, name: str, telemetry: Telemetry, stop: threading.Event) -> list[threading.Thread]:
-    """The agent's probe and smoke schedules for one site, results into the telemetry (hence /metrics)."""
+    """The agent's probe and smoke schedules for one site, results into the telemetry (hence /metrics) and the
+    store (an engine of their own, opened here and closed by `finish`)."""
     site = settings.sites[name]
+    store = open_store(settings.effective_store_url, settings.state_dir)
+    _stores.setdefault(stop, []).append(store)
 
     def run_probes() -> None:
+        started_at = datetime.now(UTC)
         results = probes.run(name, site)
         telemetry.record_probes(name, results)
+        record_probes(store, name, started_at, results)
         failed = [r.probe for r in results if r.status == "failed"]
         if failed:
             log.error("site %s: probe(s) failed: %s", name, ", ".join(failed))
@@ -135,6 +196,7 @@ def schedule(settings: Settings, name: str, telemetry: Telemetry, stop: threadin
         def work() -> None:
             run = smoke.run_and_report(name, site, smoke_set, reports_dir(settings, site))
             telemetry.record_smoke(name, run)
+            record_smoke(store, run)
             log.info(
                 "site %s: smoke %s: %s", name, smoke_set, ", ".join(f"{r.scenario} {r.status}" for r in run.results)
             )
@@ -165,3 +227,5 @@ def finish(threads: list[threading.Thread], stop: threading.Event, timeout: floa
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             log.critical("%s still running at exit: what it created may be left behind", thread.name)
+    for store in _stores.pop(stop, []):
+        store.close()

@@ -1,10 +1,13 @@
-"""`hammersmith incidents [--dead] [show ID]`: what Alertmanager told the agent, and what it did about each alert.
+"""`hammersmith incidents [--dead] [show ID] [resolve ID]`: what Alertmanager told the agent, what it did about each
+alert, and what a person did (the minutes a hand fix took are what `hammersmith toil` weighs automation against).
 
 Every value shown comes from an alert (anyone with the webhook token): it is plain text, never read as Rich markup.
 """
 
 from __future__ import annotations
 
+import getpass
+import math
 from typing import Annotated
 
 import typer
@@ -16,6 +19,7 @@ from hammersmith.cli import OPTIONS, JsonOpt, console, emit_json
 from hammersmith.cli.quantify import opened
 from hammersmith.cli.render import markup, plain
 from hammersmith.errors import HammersmithError
+from hammersmith.store.incidents import HAND_FIX
 from hammersmith.store.models import IncidentRow
 
 app = typer.Typer(help="Incidents from the Alertmanager webhook, with their timelines.")
@@ -27,6 +31,7 @@ KIND_STYLE = {
     "action": "bold green",
     "no_action": "yellow",
     "error": "bold red",
+    "hand_fix": "magenta",
 }
 
 
@@ -145,3 +150,44 @@ def show(
         style = KIND_STYLE.get(event.kind, "")
         table.add_row(event.at.strftime("%Y-%m-%d %H:%M:%S"), f"[{style}]{event.kind}[/]", plain(event.detail))
     console.print(table)
+
+
+@app.command("resolve")
+def resolve(
+    incident_id: Annotated[int, typer.Argument(help="Incident id (see `hammersmith incidents`).")],
+    minutes: Annotated[float, typer.Option("--minutes", help="Minutes of a person's time the fix took.")],
+    note: Annotated[str, typer.Option("--note", help="What was done (kept in the incident and the ledger).")],
+    by: Annotated[str | None, typer.Option("--by", help="Who fixed it (default: your login name).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Close an incident fixed by hand, with the minutes it took; on one already resolved, the time is still
+    recorded (and said so)."""
+    if not math.isfinite(minutes) or minutes < 0:
+        raise typer.BadParameter(f"{minutes:g} is not a number of minutes >= 0", param_hint="--minutes")
+    if not note.strip():
+        raise typer.BadParameter("say what was done: the next person reads it", param_hint="--note")
+    who = (by if by is not None else getpass.getuser()).strip()
+    if not who:
+        raise typer.BadParameter("name who fixed it", param_hint="--by")
+    settings = config_mod.load(OPTIONS.config)
+    with opened(settings) as store:
+        row = store.resolve_incident_by_hand(incident_id, by=who, minutes=minutes, note=note)
+    if row is None:
+        raise HammersmithError(f"no incident {incident_id}", hint="list them with: hammersmith incidents")
+    already = bool(row.events) and row.events[-1].kind == HAND_FIX
+    if as_json:
+        emit_json({**row.to_dict(), "already_resolved": already})
+        return
+    if already:
+        console.print(
+            markup(
+                f"[yellow]incident {row.id} was already resolved[/] ({{}}): recorded {minutes:g} min by {{}} anyway",
+                row.resolved_at.isoformat(timespec="seconds") if row.resolved_at else "-",
+                who,
+            )
+        )
+    else:
+        console.print(
+            markup(f"[green]resolved[/] incident {row.id} ({{}}) by hand: {minutes:g} min by {{}}", row.alertname, who)
+        )
+    console.print(markup("note: {}", note.strip()))

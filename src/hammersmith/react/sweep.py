@@ -282,6 +282,8 @@ class Sweeper:
             deliveries_before=now - timedelta(days=keep.deliveries_days),
             incidents_before=now - timedelta(days=keep.incidents_days),
         )
+        # probe and smoke outcomes: the status page's 90-day history bar, and a margin
+        self.store.purge_results(self.site_name, now - timedelta(days=100))
 
     @property
     def base_url(self) -> str:

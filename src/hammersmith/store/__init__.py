@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hammersmith.errors import StoreError
+from hammersmith.store.dashboard import DashboardMixin
 from hammersmith.store.incidents import IncidentsMixin
 from hammersmith.store.ledger import LedgerMixin
 from hammersmith.store.maintenance import MaintenanceMixin
@@ -104,7 +105,15 @@ def _file_lock(path: Path | None) -> Iterator[None]:
 
 
 class Store(
-    LedgerMixin, IncidentsMixin, NoticesMixin, MaintenanceMixin, PausesMixin, ResultsMixin, StatusPostsMixin, UsersMixin
+    LedgerMixin,
+    IncidentsMixin,
+    NoticesMixin,
+    MaintenanceMixin,
+    PausesMixin,
+    ResultsMixin,
+    StatusPostsMixin,
+    UsersMixin,
+    DashboardMixin,
 ):
     """An engine on the state database, migrated to head on open; the ledger methods come from LedgerMixin."""
 

@@ -6,6 +6,7 @@ or threads handed the same alert at once, exactly one gets `opened=True`, and on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -16,9 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hammersmith.store.ledger import _now
-from hammersmith.store.models import Base, DeliveryRow, Incident, IncidentEvent, IncidentRow, WebhookDelivery
+from hammersmith.store.models import Action, Base, DeliveryRow, Incident, IncidentEvent, IncidentRow, WebhookDelivery
 
-EVENT_KINDS = ("received", "duplicate", "resolved", "action", "no_action", "error")
+#: hand_fix: a person's time recorded on an incident that was already resolved (it closed nothing)
+EVENT_KINDS = ("received", "duplicate", "resolved", "action", "no_action", "error", "hand_fix")
+HAND_FIX = "hand_fix"
+#: the ledger's name for a person's fix, in the hammer column as "pause" is for a pause
+BY_HAND = "by-hand"
 
 
 class IncidentsMixin:
@@ -155,6 +160,82 @@ class IncidentsMixin:
                 session.add(IncidentEvent(incident_id=incident_id, at=now, kind="resolved", detail=detail))
             return closed
 
+    def resolve_incident_by_hand(
+        self,
+        incident_id: int,
+        *,
+        by: str,
+        minutes: float,
+        note: str,
+        now: datetime | None = None,
+        trigger: str = "cli",
+    ) -> IncidentRow | None:
+        """A person fixed it: close the incident with who, how many minutes and what they did, its timeline event
+        and a ledger row, in one transaction; None if there is no such incident.
+
+        An incident already resolved (Alertmanager saw the alert clear, or someone closed it) stays as it was, but
+        the person's minutes are added and their note kept: the time was spent all the same, and it is what
+        `hammersmith toil` learns hand-fix times from. Its event is then `hand_fix`, not `resolved`.
+        """
+        if not math.isfinite(minutes) or minutes < 0:
+            raise ValueError(f"minutes must be a finite number >= 0, not {minutes!r}")
+        now, by, note = _now(now), by.strip()[:255], note.strip()
+        with self.session() as session:
+            # the UPDATE first: it takes the write lock (SQLite) or the row lock (PostgreSQL) before anything is read
+            closed = (
+                session.execute(
+                    update(Incident)
+                    .where(Incident.id == incident_id, Incident.status == "firing")
+                    .values(status="resolved", resolved_at=now, resolved_by=by, manual_minutes=minutes, note=note)
+                ).rowcount
+                == 1
+            )
+            if not closed:
+                added = update(Incident).where(Incident.id == incident_id)
+                spent = func.coalesce(Incident.manual_minutes, 0.0) + minutes
+                if session.execute(added.values(manual_minutes=spent)).rowcount != 1:
+                    return None
+            row = session.get(Incident, incident_id, populate_existing=True)
+            assert row is not None  # updated just now, in this transaction
+            if not closed:
+                row.resolved_by = _joined(row.resolved_by, by)
+                row.note = f"{row.note}\n{by}: {note}" if row.note else note
+            spent_text = f"{minutes:g} min"
+            if closed:
+                kind, detail = "resolved", f"resolved by hand by {by} ({spent_text}): {note}"
+            else:
+                when = row.resolved_at.isoformat(timespec="seconds") if row.resolved_at else "before"
+                kind, detail = HAND_FIX, f"already resolved ({when}); {by} recorded {spent_text} by hand: {note}"
+            session.add(IncidentEvent(incident_id=incident_id, at=now, kind=kind, detail=detail))
+            session.add(
+                Action(
+                    site=row.site,
+                    hammer=BY_HAND,
+                    node_uuid=f"incident/{incident_id}",
+                    node_name=row.node,
+                    trigger=trigger,
+                    mode="manual",
+                    kind="resolve" if closed else "record-time",
+                    params={
+                        "incident": incident_id,
+                        "alertname": row.alertname,
+                        "minutes": minutes,
+                        "note": note,
+                        "already_resolved": not closed,
+                    },
+                    outcome="recorded",
+                    reason=detail,
+                    planned_at=now,
+                    finished_at=now,
+                    agent=by,
+                )
+            )
+            session.flush()
+            events = session.scalars(
+                select(IncidentEvent).where(IncidentEvent.incident_id == incident_id).order_by(IncidentEvent.id)
+            )
+            return IncidentRow.of(row, list(events))
+
     def set_incident_action(self, incident_id: int, action_id: int) -> None:
         with self.engine.begin() as connection:
             connection.execute(update(Incident).where(Incident.id == incident_id).values(action_id=action_id))
@@ -213,3 +294,9 @@ class IncidentsMixin:
         )
         with self.session() as session:
             return {(site, name): count for site, name, count in session.execute(query)}
+
+
+def _joined(names: str | None, name: str) -> str:
+    """Everyone who put time into an incident, once each, within the column's width."""
+    known = [n for n in (names or "").split(", ") if n]
+    return ", ".join(known if name in known else [*known, name])[:255]

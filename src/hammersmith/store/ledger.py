@@ -370,14 +370,25 @@ class LedgerMixin:
         )
         return self._changed(reopen)
 
-    def reset_breaker(self, site: str, by: str, now: datetime | None = None) -> bool:
-        """Close the site's breaker on a human's word; False if it was not open."""
+    def reset_breaker(self, site: str, by: str, now: datetime | None = None, trigger: str = "cli") -> bool:
+        """Close the site's breaker on a human's word, with a ledger row naming them; False if it was not open."""
+        now = _now(now)
         close = (
             update(Breaker)
             .where(Breaker.site == site, Breaker.state == "open")
-            .values(state="closed", reset_at=_now(now), reset_by=by)
+            .values(state="closed", reset_at=now, reset_by=by)
         )
-        return self._changed(close)
+        with self.session() as session:
+            if session.execute(close).rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.add(
+                Action(
+                    site=site, hammer="breaker", node_uuid="*", node_name=None, trigger=trigger, mode="manual",
+                    kind="reset", params={}, outcome="recorded", reason=f"breaker reset by {by}", planned_at=now,
+                    finished_at=now, agent=by,
+                )
+            )  # fmt: skip
+        return True
 
     # -- node locks -----------------------------------------------------------------------
 

@@ -85,7 +85,14 @@ class PausesMixin:
     session: Callable[[], AbstractContextManager[Session]]
 
     def pause(
-        self, site: str, hammer: str, reason: str, by: str, until: datetime | None, now: datetime | None = None
+        self,
+        site: str,
+        hammer: str,
+        reason: str,
+        by: str,
+        until: datetime | None,
+        now: datetime | None = None,
+        trigger: str = "cli",
     ) -> PauseRow:
         """Pause one hammer (or ALL) at a site; written to the ledger in the same transaction, with who did it."""
         now = _now(now)
@@ -94,10 +101,12 @@ class PausesMixin:
             session.add(row)
             session.flush()
             paused = PauseRow.of(row)
-            session.add(_ledger_row(paused, "pause", by, paused.why, now))
+            session.add(_ledger_row(paused, "pause", by, paused.why, now, trigger))
         return paused
 
-    def resume(self, site: str, hammer: str, by: str, now: datetime | None = None) -> list[PauseRow]:
+    def resume(
+        self, site: str, hammer: str, by: str, now: datetime | None = None, trigger: str = "cli"
+    ) -> list[PauseRow]:
         """End the active pauses of `hammer` at the site (ALL: every pause there); returns those it ended."""
         now = _now(now)
         query = select(Pause).where(*_active(site, now))
@@ -110,7 +119,7 @@ class PausesMixin:
             session.flush()
             resumed = [PauseRow.of(row) for row in rows]
             for pause in resumed:
-                session.add(_ledger_row(pause, "resume", by, f"resumed by {by} ({pause.why})", now))
+                session.add(_ledger_row(pause, "resume", by, f"resumed by {by} ({pause.why})", now, trigger))
         return resumed
 
     def pauses(self, site: str, now: datetime | None = None) -> list[PauseRow]:
@@ -143,7 +152,7 @@ def _active(site: str, now: datetime) -> tuple[ColumnElement[bool], ...]:
     return Pause.site == site, Pause.resumed_at.is_(None), or_(Pause.until.is_(None), Pause.until > now)
 
 
-def _ledger_row(pause: PauseRow, kind: str, by: str, reason: str, now: datetime) -> Action:
+def _ledger_row(pause: PauseRow, kind: str, by: str, reason: str, now: datetime, trigger: str) -> Action:
     """Pauses are a human's act on the whole site: one ledger row, hammer "pause", outcome "recorded"."""
     params = {"hammer": pause.hammer, "reason": pause.reason, "until": pause.until.isoformat() if pause.until else None}
     return Action(
@@ -151,7 +160,7 @@ def _ledger_row(pause: PauseRow, kind: str, by: str, reason: str, now: datetime)
         hammer="pause",
         node_uuid=ALL,
         node_name=None,
-        trigger="cli",
+        trigger=trigger,
         mode="manual",
         kind=kind,
         params=params,
