@@ -34,8 +34,8 @@ def agent(config: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def scrape_agent(proc: subprocess.Popen[str], until: str, timeout: float = 30) -> str:
-    """/metrics of a running agent, at the address it logs on start (its config listens on port 0)."""
+def scrape_agent(proc: subprocess.Popen[str], until: str, timeout: float = 30) -> tuple[str, str]:
+    """The agent's base URL, from the address it logs on start (its config listens on port 0), and its /metrics."""
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,7 +46,7 @@ def scrape_agent(proc: subprocess.Popen[str], until: str, timeout: float = 30) -
             while time.monotonic() < deadline and until not in text:
                 text = httpx.get(url, timeout=5).text
                 time.sleep(0.5)
-            return text
+            return url.removesuffix("/metrics"), text
     raise AssertionError("the agent never said where it serves metrics")
 
 
@@ -153,7 +153,20 @@ def test_run_agent_sweeps_until_sigterm(bed: Testbed, tmp_path: Path) -> None:
     proc = agent(config, "run", "--json")
     try:
         wait_states(bed, [name], {"available"}, timeout=60)
-        metrics = scrape_agent(proc, until='outcome="fixed"')
+        base, metrics = scrape_agent(proc, until='outcome="fixed"')
+        # the same process serves the public status page and the dashboard, which shows the node from its sweeps
+        assert httpx.get(f"{base}/status", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/", timeout=10).headers["location"].startswith("/login")
+        store = open_store(f"sqlite:///{tmp_path / 'hammersmith.sqlite'}")
+        try:
+            store.add_user("olga", "a long password", "viewer")
+        finally:
+            store.close()
+        with httpx.Client(base_url=base, timeout=10) as browser:
+            form = browser.get("/login").text
+            token = form.split('name="csrf_token" value="')[1].split('"')[0]
+            browser.post("/login", data={"name": "olga", "password": "a long password", "csrf_token": token})
+            assert browser.get("/").status_code == 200 and name in browser.get(f"/nodes/lab/{name}").text
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

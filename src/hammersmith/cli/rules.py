@@ -1,8 +1,10 @@
-"""`hammersmith rules export`: the shipped alert rules, with links that reach this site's agent.
+"""`hammersmith rules export`: the shipped alert rules, with links that reach this site's agent, and the
+Grafana dashboard for the exporter's families.
 
 The rule files ship with `runbook_url`s (and the Alertmanager example with a webhook URL) on the
 default agent address, so they pass promtool as they are; an operator loads the exported copy,
 whose every link points at `http.public_url`, where the agent serves the runbooks and the webhook.
+The dashboard is generated at export (hammersmith.quantify.grafana), its runbook link on the same base.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from hammersmith import config as config_mod
 from hammersmith.cli import OPTIONS, JsonOpt, console, emit_json
 from hammersmith.cli.render import markup, plain
 from hammersmith.errors import ConfigError
+from hammersmith.quantify import grafana
 
 #: where the shipped files live (package data; the repository's top-level `rules` links here)
 RULES_DIR = Path(__file__).resolve().parents[1] / "detect" / "rules"
 #: the base the shipped files are written with: the agent's default http.listen
 DEFAULT_BASE = "http://127.0.0.1:9184"
 
-app = typer.Typer(no_args_is_help=True, help="Prometheus alert rules and the Alertmanager example.")
+app = typer.Typer(
+    no_args_is_help=True, help="Prometheus alert rules, the Alertmanager example and the Grafana dashboard."
+)
 
 
 def shipped() -> list[Path]:
@@ -60,9 +65,14 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="Directory to write into (created if missing).")] = Path(
         "hammersmith-rules"
     ),
+    with_grafana: Annotated[
+        bool,
+        typer.Option("--grafana/--no-grafana", help=f"Also write the Grafana dashboard ({grafana.DASHBOARD_FILE})."),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the alert rules, their promtool tests and the Alertmanager example, linked to your agent."""
+    """Write the alert rules, their promtool tests, the Alertmanager example and the Grafana dashboard, linked to
+    your agent."""
     base = _check_base(base_url or _configured_base())
     if RULES_DIR in (out.resolve(), *out.resolve().parents):
         raise typer.BadParameter("--out is inside the shipped rules directory; pick another", param_hint="--out")
@@ -72,8 +82,12 @@ def export(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(rebase((RULES_DIR / relative).read_text(), base))
         written.append(str(target))
+    board = None
+    if with_grafana:  # apart from `files`: those are the shipped rule files, each rebased
+        board = out / grafana.DASHBOARD_FILE
+        board.write_text(grafana.render(base))
     if as_json:
-        emit_json({"base_url": base, "files": written})
+        emit_json({"base_url": base, "files": written, "dashboard": str(board) if board else None})
         return
     for path in written:
         console.print(plain(path))
@@ -87,6 +101,8 @@ def export(
             out,
         )
     )
+    if board is not None:
+        console.print(markup("[green]Grafana dashboard[/] {}: import it, then pick your Prometheus", board))
 
 
 app.command("export")(export)
