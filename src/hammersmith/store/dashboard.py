@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Engine, and_, cast, func, literal_column, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, Select, and_, cast, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from hammersmith.store.maintenance import CLOSED, MaintenanceRow
@@ -19,7 +19,6 @@ from hammersmith.store.models import (
     DetectResult,
     Finding,
     Incident,
-    IncidentEvent,
     IncidentRow,
     Maintenance,
     Sweep,
@@ -82,6 +81,7 @@ class DashboardMixin:
 
     engine: Engine
     session: Callable[[], AbstractContextManager[Session]]
+    _incidents_with_events: Callable[[Select[tuple[Incident]]], list[IncidentRow]]  # IncidentsMixin's
 
     def node_counts(
         self, site: str, since: datetime, *, now: datetime | None = None, points: int = 300
@@ -312,14 +312,3 @@ class DashboardMixin:
                 if newest is not None:
                     found.append(ResultRow.of(newest))
         return found
-
-    def _incidents_with_events(self, query: Any) -> list[IncidentRow]:
-        with self.session() as session:
-            rows = list(session.scalars(query))
-            events: dict[int, list[IncidentEvent]] = {r.id: [] for r in rows}
-            if rows:
-                for event in session.scalars(
-                    select(IncidentEvent).where(IncidentEvent.incident_id.in_(list(events))).order_by(IncidentEvent.id)
-                ):
-                    events[event.incident_id].append(event)
-            return [IncidentRow.of(r, events[r.id]) for r in rows]

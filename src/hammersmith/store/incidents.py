@@ -12,12 +12,12 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy import Engine, Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hammersmith.store.ledger import _now
-from hammersmith.store.models import Action, Base, DeliveryRow, Incident, IncidentEvent, IncidentRow, WebhookDelivery
+from hammersmith.store.ledger import _now, human_act
+from hammersmith.store.models import Base, DeliveryRow, Incident, IncidentEvent, IncidentRow, WebhookDelivery
 
 #: hand_fix: a person's time recorded on an incident that was already resolved (it closed nothing)
 EVENT_KINDS = ("received", "duplicate", "resolved", "action", "no_action", "error", "hand_fix")
@@ -207,29 +207,18 @@ class IncidentsMixin:
                 when = row.resolved_at.isoformat(timespec="seconds") if row.resolved_at else "before"
                 kind, detail = HAND_FIX, f"already resolved ({when}); {by} recorded {spent_text} by hand: {note}"
             session.add(IncidentEvent(incident_id=incident_id, at=now, kind=kind, detail=detail))
+            params = {
+                "incident": incident_id,
+                "alertname": row.alertname,
+                "minutes": minutes,
+                "note": note,
+                "already_resolved": not closed,
+            }
             session.add(
-                Action(
-                    site=row.site,
-                    hammer=BY_HAND,
-                    node_uuid=f"incident/{incident_id}",
-                    node_name=row.node,
-                    trigger=trigger,
-                    mode="manual",
-                    kind="resolve" if closed else "record-time",
-                    params={
-                        "incident": incident_id,
-                        "alertname": row.alertname,
-                        "minutes": minutes,
-                        "note": note,
-                        "already_resolved": not closed,
-                    },
-                    outcome="recorded",
-                    reason=detail,
-                    planned_at=now,
-                    finished_at=now,
-                    agent=by,
-                )
-            )
+                human_act(site=row.site, hammer=BY_HAND, subject=f"incident/{incident_id}", node_name=row.node,
+                          kind="resolve" if closed else "record-time", by=by, reason=detail, now=now,
+                          trigger=trigger, params=params)
+            )  # fmt: skip
             session.flush()
             events = session.scalars(
                 select(IncidentEvent).where(IncidentEvent.incident_id == incident_id).order_by(IncidentEvent.id)
@@ -247,6 +236,10 @@ class IncidentsMixin:
             query = query.where(Incident.status == "firing")
         if site is not None:
             query = query.where(Incident.site == site)
+        return self._incidents_with_events(query)
+
+    def _incidents_with_events(self, query: Select[tuple[Incident]]) -> list[IncidentRow]:
+        """The incidents the query selects, each with its timeline: two queries, however many incidents."""
         with self.session() as session:
             rows = list(session.scalars(query))
             events: dict[int, list[IncidentEvent]] = {r.id: [] for r in rows}

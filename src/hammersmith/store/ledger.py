@@ -66,6 +66,38 @@ def _stored_key(key: str) -> str:
     return f"{key[: KEY_LENGTH - len(digest) - 1]}~{digest}"
 
 
+def human_act(
+    *,
+    site: str,
+    hammer: str,
+    subject: str,
+    kind: str,
+    by: str,
+    reason: str,
+    now: datetime,
+    trigger: str = "cli",
+    params: dict[str, Any] | None = None,
+    node_name: str | None = None,
+) -> Action:
+    """A person's act (a pause, an account, a status post, a hand fix, a breaker reset) as one ledger row: mode
+    manual, outcome recorded, `agent` the person; `subject` is what it was done to (a node, a user, "*")."""
+    return Action(
+        site=site,
+        hammer=hammer,
+        node_uuid=subject,
+        node_name=node_name,
+        trigger=trigger,
+        mode="manual",
+        kind=kind,
+        params=params or {},
+        outcome="recorded",
+        reason=reason,
+        planned_at=now,
+        finished_at=now,
+        agent=by,
+    )
+
+
 class LedgerMixin:
     """The ledger half of Store; Store provides the engine and the unit-of-work sessions."""
 
@@ -381,13 +413,9 @@ class LedgerMixin:
         with self.session() as session:
             if session.execute(close).rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            session.add(
-                Action(
-                    site=site, hammer="breaker", node_uuid="*", node_name=None, trigger=trigger, mode="manual",
-                    kind="reset", params={}, outcome="recorded", reason=f"breaker reset by {by}", planned_at=now,
-                    finished_at=now, agent=by,
-                )
-            )  # fmt: skip
+            reason = f"breaker reset by {by}"
+            session.add(human_act(site=site, hammer="breaker", subject="*", kind="reset", by=by, reason=reason,
+                                  now=now, trigger=trigger))  # fmt: skip
         return True
 
     # -- node locks -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from hammersmith.store.ledger import _now
+from hammersmith.store.ledger import _now, human_act
 from hammersmith.store.models import Action, Maintenance, Pause
 
 #: every hammer at the site
@@ -153,20 +153,7 @@ def _active(site: str, now: datetime) -> tuple[ColumnElement[bool], ...]:
 
 
 def _ledger_row(pause: PauseRow, kind: str, by: str, reason: str, now: datetime, trigger: str) -> Action:
-    """Pauses are a human's act on the whole site: one ledger row, hammer "pause", outcome "recorded"."""
+    """Pauses are a human's act on the whole site: one ledger row, hammer "pause"."""
     params = {"hammer": pause.hammer, "reason": pause.reason, "until": pause.until.isoformat() if pause.until else None}
-    return Action(
-        site=pause.site,
-        hammer="pause",
-        node_uuid=ALL,
-        node_name=None,
-        trigger=trigger,
-        mode="manual",
-        kind=kind,
-        params=params,
-        outcome="recorded",
-        reason=reason,
-        planned_at=now,
-        finished_at=now,
-        agent=by,
-    )
+    return human_act(site=pause.site, hammer="pause", subject=ALL, kind=kind, by=by, reason=reason, now=now,
+                     trigger=trigger, params=params)  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hammersmith.store.ledger import _now
+from hammersmith.store.ledger import _now, human_act
 from hammersmith.store.models import Action, StatusPost
 
 IMPACTS = ("degraded", "down", "maintenance", "info")
@@ -115,19 +115,7 @@ class StatusPostsMixin:
 
 
 def _ledger_row(post: StatusPostRow, kind: str, by: str, reason: str, now: datetime) -> Action:
-    """A post is a human's act on the whole site: one ledger row, hammer "status", outcome "recorded"."""
-    return Action(
-        site=post.site,
-        hammer=LEDGER_HAMMER,
-        node_uuid="*",
-        node_name=None,
-        trigger="manual",
-        mode="manual",
-        kind=kind,
-        params={"post": post.id, "title": post.title, "impact": post.impact, "state": post.state},
-        outcome="recorded",
-        reason=reason,
-        planned_at=now,
-        finished_at=now,
-        agent=by,
-    )
+    """A post is a human's act on the whole site: one ledger row, hammer "status"."""
+    params = {"post": post.id, "title": post.title, "impact": post.impact, "state": post.state}
+    return human_act(site=post.site, hammer=LEDGER_HAMMER, subject="*", kind=kind, by=by, reason=reason, now=now,
+                     trigger="manual", params=params)  # fmt: skip

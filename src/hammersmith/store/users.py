@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hammersmith.errors import HammersmithError
-from hammersmith.store.ledger import _now
+from hammersmith.store.ledger import _now, human_act
 from hammersmith.store.models import Action, User, WebSession
 
 ROLES = ("viewer", "operator")
@@ -86,22 +86,9 @@ def _token_hash(token: str) -> str:
 
 
 def _ledger_row(name: str, kind: str, by: str, reason: str, params: dict[str, str], now: datetime) -> Action:
-    """An account change is a human's act on the agent: one ledger row, hammer "user", outcome "recorded"."""
-    return Action(
-        site=LEDGER_SITE,
-        hammer="user",
-        node_uuid=name,
-        node_name=None,
-        trigger="cli",
-        mode="manual",
-        kind=kind,
-        params=params,
-        outcome="recorded",
-        reason=reason,
-        planned_at=now,
-        finished_at=now,
-        agent=by,
-    )
+    """An account change is a human's act on the agent: one ledger row, hammer "user"."""
+    return human_act(site=LEDGER_SITE, hammer="user", subject=name, kind=kind, by=by, reason=reason, now=now,
+                     params=params)  # fmt: skip
 
 
 class UsersMixin:
