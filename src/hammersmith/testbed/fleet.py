@@ -142,6 +142,20 @@ def list_nodes(conn: Admin, light: bool = False) -> list[dict]:
     return [n.to_dict(computed=False) for n in nodes]
 
 
+def settled(conn: Admin, count: int, timeout: float = 60.0) -> None:
+    """Wait until the enrolled fleet is at rest: every node powered on and unlocked (no conductor holds it), so a copy
+    of the database starts another Ironic with nothing half-done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = [n.to_dict(computed=False) for n in conn.baremetal.nodes(fields=["name", "power_state", "reservation"])]
+        busy = [n["name"] for n in nodes if n.get("power_state") != "power on" or n.get("reservation")]
+        if len(nodes) == count and not busy:
+            return
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the fleet did not settle in {timeout:.0f} s: {', '.join(busy[:10])}")
+        time.sleep(0.5)
+
+
 def enrol(conn: Admin, count: int, progress: Progress | None = None, timeout: float = 120.0) -> list[str]:
     """Create `count` nodes with a port each, manage, provide (automated clean), power on."""
     names = [node_name(i) for i in range(1, count + 1)]
