@@ -110,7 +110,12 @@ def dashboard(
         runbook_url="http://127.0.0.1:9184/runbooks/IronicNodeError",
         detail="received from Alertmanager",
     )
-    idle = next(n for n in result.snapshot.nodes if n["name"] not in demo_faults)
+    # a healthy node no one holds (the session's testbed is shared: earlier tests may leave nodes in maintenance)
+    idle = next(
+        n
+        for n in result.snapshot.nodes
+        if n["name"] not in demo_faults and not n["maintenance"] and n["provision_state"] == "available"
+    )
     store.open_maintenance(
         site="lab",
         node_uuid=idle["uuid"],

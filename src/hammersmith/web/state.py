@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hammersmith.cloud.snapshot import Snapshot
 from hammersmith.config import Settings
@@ -17,3 +18,5 @@ class WebState:
     settings: Settings
     store: Store
     latest: dict[str, Snapshot] = field(default_factory=dict)
+    #: what a page may keep for a while, by key: (when it was computed, monotonic seconds; the value)
+    memo: dict[str, tuple[float, Any]] = field(default_factory=dict)

@@ -7,8 +7,8 @@ plain `def`s, so FastAPI runs them in its thread pool and a store query never bl
 
 from __future__ import annotations
 
-import importlib
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from hammersmith.config import Site
 from hammersmith.maintenance import windows as windows_mod
 from hammersmith.maintenance.times import RELATIVE, UNITS
 from hammersmith.react import runbooks
+from hammersmith.react import toil as ranking
 from hammersmith.react.hammers import load as load_hammers
 from hammersmith.store.dashboard import FindingRow, NodeCounts
 from hammersmith.store.maintenance import MaintenanceRow
@@ -609,22 +610,25 @@ def _maint_end(row: MaintenanceRow, now: datetime) -> datetime:
 # -- toil --------------------------------------------------------------------------------------------------------
 
 
+#: how long a ranking is shown before it is computed again: its figures are rates per week and month, and at a
+#: year of ledger a ranking costs about 50-150 ms of SQL (bench/dashboard.py)
+TOIL_SECONDS = 120.0
+
+
 @router.get("/toil", response_class=HTMLResponse)
 def toil(request: Request, account: Viewer, web: Web, site: str = "") -> HTMLResponse:
-    try:
-        ranking = importlib.import_module("hammersmith.react.toil")
-    except ImportError:
-        ranking = None
-    rows: list[dict[str, Any]] = []
-    if ranking is not None:
+    cached = web.memo.get(f"toil:{site}")
+    if cached is not None and time.monotonic() - cached[0] < TOIL_SECONDS:
+        rows = cached[1]
+    else:
         rows = [e.to_dict() for e in ranking.rank(web.store, site=site or None, now=_now(), settings=web.settings)]
+        web.memo[f"toil:{site}"] = (time.monotonic(), rows)
     # the name cell carries the title and the runbook link: the two would only widen the table as columns
     columns = [c for c in rows[0] if c not in ("title", "runbook")] if rows else []
     return render(
         request,
         "dashboard/toil.html",
         account,
-        available=ranking is not None,
         rows=rows,
         columns=columns,
         site=site,
